@@ -1,0 +1,3 @@
+from lf_ray.cli import main
+
+raise SystemExit(main())
