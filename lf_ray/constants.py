@@ -29,3 +29,7 @@ DATASET_EVAL_DIR = "eval"
 def lf_ray_home() -> Path:
     """Root of lf-ray's local cache (built models, tokenized datasets): LF_RAY_HOME or ~/.cache/lf_ray."""
     return Path(os.environ.get(ENV_HOME) or Path.home() / ".cache" / "lf_ray").expanduser()
+
+
+DEMO_CONFIG = ASSETS_DIR / "demo.yaml"
+"""The config `lf-ray demo` runs (also readable as an example)."""

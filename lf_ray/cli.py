@@ -1,0 +1,159 @@
+"""`lf-ray` command routing: parse argv, load the config, call one step. Nothing else lives here.
+
+Heavy libraries (torch, ray, transformers) are imported inside the command that needs them, so
+`lf-ray --help` and `lf-ray version` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from lf_ray import __version__
+from lf_ray.errors import LfRayError
+
+CONFIG_HELP = "a YAML or JSON config with LLaMA-Factory's keys (see `lf-ray keys`)"
+OVERRIDES_HELP = "key=value pairs that override the config file, e.g. learning_rate=1e-4 dataset=identity"
+
+
+def _add_config_command(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser = sub.add_parser(name, help=help_text, description=help_text)
+    parser.add_argument("config", help=CONFIG_HELP)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    parser.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan; touch nothing")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lf-ray",
+        description="LLaMA-Factory-style fine-tuning as a workflow DAG on Ray.",
+        epilog="Every config key, its default and its help: `lf-ray keys` (or `lf-ray keys KEY ...`).",
+    )
+    parser.add_argument("-V", "--version", action="version", version=f"lf-ray {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("version", help="print the lf-ray version")
+    sub.add_parser("env", help="versions of the stack, CPU/GPU, and the Ray cluster's resources when reachable")
+
+    preprocess = _add_config_command(sub, "preprocess", "tokenize the config's datasets with Ray Data into Parquet")
+    preprocess.add_argument("--workers", type=int, help="tokenizer actors (default: preprocessing_num_workers or CPUs)")
+
+    keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
+    keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, training)")
+
+    sub.add_parser("templates", help="list the chat templates")
+
+    model = sub.add_parser("model", help="builtin models")
+    model_sub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    model_sub.add_parser("list", help="list the builtin models")
+    build = model_sub.add_parser("build", help="write a builtin model to a directory")
+    build.add_argument("name", help="e.g. builtin:tiny-llama")
+    build.add_argument("--out", required=True, help="directory to write the model into")
+
+    demo = sub.add_parser("demo", help="run the demo on the builtin SmolLM2 model and the shipped demo data")
+    demo.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    demo.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan; touch nothing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return COMMANDS[args.command](args)
+    except LfRayError as err:
+        print(f"lf-ray {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_version(_: argparse.Namespace) -> int:
+    print(__version__)
+    return 0
+
+
+def cmd_env(_: argparse.Namespace) -> int:
+    from lf_ray.environment import describe_environment
+
+    print(describe_environment())
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from lf_ray.config import field_help
+
+    wanted = set(args.names)
+    for key, (group, help_text, default) in sorted(field_help().items(), key=lambda item: (item[1][0], item[0])):
+        if not wanted or key in wanted or group in wanted:
+            print(f"{key}  [{group}, default: {default!r}]\n    {help_text}")
+    return 0
+
+
+def cmd_templates(_: argparse.Namespace) -> int:
+    from lf_ray.data.templates import template_table
+
+    for name, template in sorted(template_table().items()):
+        print(f"{name:16} tools: {template.format_tools.tool_format:8} stop: {', '.join(template.stop_words) or '-'}")
+    return 0
+
+
+def cmd_model(args: argparse.Namespace) -> int:
+    from lf_ray.model.builtin import BUILTIN_MODELS, build_builtin_model
+
+    if args.model_command == "list":
+        for name, spec in BUILTIN_MODELS.items():
+            print(f"builtin:{name:16} template: {spec.template:10} {spec.description}")
+        return 0
+    out = build_builtin_model(args.name, args.out)
+    print(f"wrote {args.name} to {out}")
+    return 0
+
+
+def _load(config: str | None, overrides: Sequence[str], base: dict | None = None):
+    from lf_ray.config import load_config, validate_config
+
+    cfg = load_config(config, overrides, base=base)
+    validate_config(cfg)
+    return cfg
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    from lf_ray.data.preprocess import plan_preprocess, run_preprocess
+    from lf_ray.reporting import print_dry_run, print_preprocess_summary
+
+    cfg = _load(args.config, args.overrides)
+    if args.dry_run:
+        print_dry_run(cfg, plan_preprocess(cfg))
+        return 0
+    print_preprocess_summary(run_preprocess(cfg, workers=args.workers))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lf_ray.constants import DEMO_CONFIG
+    from lf_ray.data.preprocess import plan_preprocess, run_preprocess
+    from lf_ray.reporting import print_dry_run, print_preprocess_summary
+
+    cfg = _load(str(DEMO_CONFIG), args.overrides)
+    if args.dry_run:
+        print_dry_run(cfg, plan_preprocess(cfg))
+        return 0
+    print_preprocess_summary(run_preprocess(cfg))
+    return 0
+
+
+COMMANDS = {
+    "version": cmd_version,
+    "env": cmd_env,
+    "keys": cmd_keys,
+    "templates": cmd_templates,
+    "model": cmd_model,
+    "preprocess": cmd_preprocess,
+    "demo": cmd_demo,
+}

@@ -1,0 +1,352 @@
+"""The preprocess step, on Ray Data: read → convert → tokenize in parallel → pack → Parquet artifact.
+
+Tokenization runs in a `map_batches` actor pool (each actor loads the tokenizer once) with Ray Data's
+order preservation on, so output rows keep the input's order whatever the parallelism; packing then runs
+once over the whole split. The artifact (`train/`, `eval/`, `manifest.json`) is written atomically, and a
+later run with the same fingerprint (config + data files + tokenizer + lf-ray version) reuses it.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lf_ray import __version__
+from lf_ray.artifacts import atomic_directory, fingerprint, hash_tree, read_manifest, write_json
+from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, MANIFEST_NAME, lf_ray_home
+from lf_ray.data.loader import load_canonical_splits
+from lf_ray.data.packing import chunk_pretrain, pack_supervised, truncate_pretrain
+from lf_ray.data.processors import COLUMNS, EncodeSettings, ProcessorKind, encode_row, processor_kind
+from lf_ray.data.registry import get_dataset_attrs, resolve_dataset_dir
+from lf_ray.errors import DataError
+
+if TYPE_CHECKING:
+    from lf_ray.config import LfRayConfig
+
+ROWS_PER_FILE = 50_000
+FINGERPRINTED_DATA_KEYS = (
+    "template", "cutoff_len", "train_on_prompt", "mask_history", "mix_strategy", "interleave_probs",
+    "max_samples", "val_size", "packing", "neat_packing", "tool_format", "default_system", "enable_thinking",
+)  # fmt: skip
+MAX_DROP_EXAMPLES = 5
+_IDS = pa.list_(pa.int32())
+
+
+@dataclass
+class PreprocessResult:
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Everything an actor needs to rebuild the same tokenizer + template (plain data: it is pickled)."""
+
+    model_path: str
+    template: str | None
+    tool_format: str | None
+    default_system: str | None
+    enable_thinking: bool | None
+    train_on_prompt: bool
+    resize_vocab: bool
+    trust_remote_code: bool
+
+    def load(self):
+        from lf_ray.data.templates import resolve_template
+        from lf_ray.model.loader import load_tokenizer
+
+        tokenizer = load_tokenizer(self.model_path, trust_remote_code=self.trust_remote_code)
+        template = resolve_template(
+            tokenizer,
+            self.template,
+            tool_format=self.tool_format,
+            default_system=self.default_system,
+            enable_thinking=self.enable_thinking,
+            train_on_prompt=self.train_on_prompt,
+            resize_vocab=self.resize_vocab,
+        )
+        return tokenizer, template
+
+
+def output_schema(kind: ProcessorKind) -> pa.Schema:
+    fields = [pa.field(column, _IDS) for column in COLUMNS[kind]]
+    if kind == "feedback":
+        fields.append(pa.field("kto_tags", pa.bool_()))
+    return pa.schema([*fields, ("_origin", pa.string()), ("_drop_reason", pa.string()), ("_truncated", pa.bool_())])
+
+
+class TokenizeBatch:
+    """A Ray Data actor: loads the tokenizer and template once, then encodes batch after batch."""
+
+    def __init__(self, spec: TokenizerSpec, kind: ProcessorKind, settings: EncodeSettings) -> None:
+        self.tokenizer, self.template = spec.load()
+        self.kind, self.settings = kind, settings
+        self.schema = output_schema(kind)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return encode_table(batch, self.template, self.tokenizer, self.kind, self.settings, self.schema)
+
+
+def encode_table(batch: pa.Table, template, tokenizer, kind: ProcessorKind, settings: EncodeSettings, schema=None):
+    """The pure core of a batch: canonical rows in, one tokenized row per input row out."""
+    schema = schema or output_schema(kind)
+    rows = []
+    for row in batch.to_pylist():
+        encoded = encode_row(kind, template, tokenizer, row, settings)
+        encoded["_origin"] = row["_origin"]
+        rows.append({name: encoded.get(name) for name in schema.names})
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def tokenize_with_ray(
+    table: pa.Table, spec: TokenizerSpec, kind: ProcessorKind, settings: EncodeSettings, workers: int, batch_size: int
+) -> pa.Table:
+    import ray
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    blocks = [table.slice(start, batch_size) for start in range(0, table.num_rows, batch_size)]
+    dataset = ray.data.from_arrow(blocks).map_batches(
+        TokenizeBatch,
+        fn_constructor_kwargs={"spec": spec, "kind": kind, "settings": settings},
+        batch_format="pyarrow",
+        batch_size=batch_size,
+        compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(blocks)))),
+        num_cpus=1,
+    )
+    parts = ray.get(dataset.to_arrow_refs())
+    return pa.concat_tables(parts) if parts else output_schema(kind).empty_table()
+
+
+# --- after tokenization: drops, packing, statistics -------------------------------------------------------
+
+
+def finish_split(
+    table: pa.Table, kind: ProcessorKind, data, tokenizer_ids: dict[str, int | None]
+) -> tuple[pa.Table, dict]:
+    """Remove dropped rows (counting reasons), pack or chunk, and compute the split's statistics."""
+    rows = table.to_pylist()
+    kept = [row for row in rows if row["_drop_reason"] is None]
+    reasons = collections.Counter(row["_drop_reason"] for row in rows if row["_drop_reason"] is not None)
+    examples = [f"{row['_origin']}: {row['_drop_reason']}" for row in rows if row["_drop_reason"]][:MAX_DROP_EXAMPLES]
+    truncated = sum(1 for row in kept if row["_truncated"])
+    columns = list(COLUMNS[kind]) + (["kto_tags"] if kind == "feedback" else [])
+    if kind == "pretrain":
+        kept = truncate_pretrain(kept, data.cutoff_len) if not data.packing else kept
+        truncated = sum(1 for row in kept if row.get("_truncated"))
+        if data.packing:
+            kept = chunk_pretrain(kept, data.cutoff_len, tokenizer_ids["bos"] if tokenizer_ids["add_bos"] else None)
+    elif kind == "supervised" and data.packing:
+        kept, too_long = pack_supervised(kept, data.cutoff_len, tokenizer_ids["pad"], data.neat_packing)
+        if too_long:
+            reasons[f"longer than cutoff_len {data.cutoff_len}, cannot be packed"] += too_long
+        columns = ["input_ids", "attention_mask", "position_ids", "labels"]
+    out = pa.Table.from_pylist(
+        [{column: row[column] for column in columns} for row in kept],
+        schema=pa.schema([pa.field(c, pa.bool_() if c == "kto_tags" else _IDS) for c in columns]),
+    )
+    stats = {
+        "rows_in": len(rows),
+        "rows_out": out.num_rows,
+        "tokens": _count_tokens(out),
+        "truncated": truncated,
+        "dropped": sum(reasons.values()),
+        "drop_reasons": dict(reasons),
+        "drop_examples": examples,
+        "columns": columns,
+    }
+    return out, stats
+
+
+def _count_tokens(table: pa.Table) -> int:
+    """Real (non-padding) tokens: the attention masks' non-zero entries."""
+    total = 0
+    for column in table.column_names:
+        if column.endswith("attention_mask"):
+            total += sum(1 for mask in table.column(column).to_pylist() for value in mask if value)
+    return total
+
+
+def write_split(table: pa.Table, directory: Path) -> list[str]:
+    directory.mkdir(parents=True)
+    files = []
+    count = max(1, -(-table.num_rows // ROWS_PER_FILE))
+    for index in range(count):
+        name = f"part-{index:05d}-of-{count:05d}.parquet"
+        pq.write_table(table.slice(index * ROWS_PER_FILE, ROWS_PER_FILE), directory / name)
+        files.append(name)
+    return files
+
+
+# --- the step ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PreprocessPlan:
+    """What the step would do: printed by `--dry-run`, and the cache check of a real run."""
+
+    path: Path
+    fingerprint: str
+    cached: bool
+    inputs: dict[str, Any]
+
+
+def _tokenizer_identity(model_name_or_path: str) -> str:
+    """Builtin models are deterministic per lf-ray version; local ones are hashed; hub ids are their names."""
+    from lf_ray.constants import BUILTIN_PREFIX
+
+    if model_name_or_path.startswith(BUILTIN_PREFIX):
+        return f"{model_name_or_path}@{__version__}"
+    path = Path(model_name_or_path).expanduser()
+    if path.is_dir():
+        return hash_tree(path, suffixes=(".json", ".model", ".txt", ".tiktoken", "merges.txt"))
+    return model_name_or_path
+
+
+def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
+    data = cfg.data
+    identity = {}
+    for name in [*(data.dataset or []), *(data.eval_dataset or [])]:
+        (attr,) = get_dataset_attrs([name], data.dataset_dir)
+        location = resolve_dataset_dir(data.dataset_dir) / attr.dataset_name
+        content = hash_tree(location) if attr.load_from == "file" and location.exists() else attr.dataset_name
+        identity[name] = {"attr": vars(attr), "content": content}
+    return identity
+
+
+def plan_preprocess(cfg: LfRayConfig) -> PreprocessPlan:
+    data, stage = cfg.data, cfg.finetuning.stage
+    inputs = {
+        "lf_ray": __version__,
+        "stage": stage,
+        "predict_with_generate": bool(cfg.training.get("predict_with_generate")),
+        "seed": cfg.training.get("seed", 42),
+        "model": cfg.model.model_name_or_path,
+        "tokenizer": _tokenizer_identity(cfg.model.model_name_or_path),
+        "resize_vocab": cfg.model.resize_vocab,
+        "data": {key: getattr(data, key) for key in FINGERPRINTED_DATA_KEYS},
+        "datasets": _data_identity(cfg),
+    }
+    digest = fingerprint(inputs)
+    path = default_tokenized_path(cfg, digest)
+    manifest = read_manifest(path)
+    cached = bool(manifest and manifest.get("fingerprint") == digest and manifest.get("status") == "complete")
+    return PreprocessPlan(path=path, fingerprint=digest, cached=cached, inputs=inputs)
+
+
+def default_tokenized_path(cfg: LfRayConfig, digest: str) -> Path:
+    if cfg.data.tokenized_path:
+        return Path(cfg.data.tokenized_path).expanduser()
+    if cfg.training.get("output_dir"):
+        return Path(cfg.training["output_dir"]).expanduser() / "tokenized"
+    return lf_ray_home() / "datasets" / f"{cfg.finetuning.stage}-{digest[:16]}"
+
+
+def _tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
+    from lf_ray.model.loader import default_template_for
+
+    data, model = cfg.data, cfg.model
+    return TokenizerSpec(
+        model_path=model.model_name_or_path,
+        template=data.template or default_template_for(model.model_name_or_path),
+        tool_format=data.tool_format,
+        default_system=data.default_system,
+        enable_thinking=data.enable_thinking,
+        train_on_prompt=data.train_on_prompt,
+        resize_vocab=model.resize_vocab,
+        trust_remote_code=model.trust_remote_code,
+    )
+
+
+def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessResult:
+    """Tokenize the config's datasets into a Parquet artifact, or reuse the one with the same fingerprint."""
+    plan = plan_preprocess(cfg)
+    if plan.cached and not cfg.data.overwrite_cache:
+        return PreprocessResult(plan.path, read_manifest(plan.path) or {}, reused=True)
+    if not cfg.data.dataset and not cfg.data.eval_dataset:
+        raise DataError("nothing to preprocess: set `dataset` (and/or `eval_dataset`), e.g. dataset: identity")
+
+    started = time.perf_counter()
+    stage, data = cfg.finetuning.stage, cfg.data
+    splits = load_canonical_splits(data, stage, cfg.training.get("seed", 42))
+    spec = _tokenizer_spec(cfg)
+    tokenizer, _ = spec.load()  # fails here, before any Ray work, if the template does not fit the tokenizer
+    ids = {
+        "pad": tokenizer.pad_token_id,
+        "bos": tokenizer.bos_token_id,
+        "add_bos": getattr(tokenizer, "add_bos_token", False),
+    }
+    read_seconds = time.perf_counter() - started
+
+    from lf_ray.cluster import ensure_ray
+
+    ensure_ray(cfg.ray.ray_init_kwargs)
+    workers = workers or data.preprocessing_num_workers or _available_cpus()
+    settings = EncodeSettings(data.cutoff_len, data.train_on_prompt, data.mask_history)
+    predict = bool(cfg.training.get("predict_with_generate"))
+    jobs = [
+        (DATASET_TRAIN_DIR, splits.train, processor_kind(stage)),
+        (DATASET_EVAL_DIR, splits.eval, processor_kind(stage, predict=predict)),
+    ]
+    split_stats = {}
+    with atomic_directory(plan.path) as tmp:
+        for split_name, table, kind in jobs:
+            if table is None:
+                continue
+            tokenized = tokenize_with_ray(table, spec, kind, settings, workers, data.preprocessing_batch_size)
+            out, stats = finish_split(tokenized, kind, data, ids)
+            if out.num_rows == 0:
+                raise DataError(
+                    f"the {split_name} split is empty after preprocessing ({stats['rows_in']} rows in); "
+                    f"dropped because: {stats['drop_reasons'] or 'nothing left after packing'}; examples: "
+                    f"{stats['drop_examples']}. Check that the datasets suit stage `{stage}` and cutoff_len"
+                )
+            stats["processor"] = kind
+            stats["files"] = write_split(out, tmp / split_name)
+            split_stats[split_name] = stats
+        manifest = _manifest(plan, spec, splits, split_stats, workers, read_seconds, time.perf_counter() - started)
+        write_json(tmp / MANIFEST_NAME, manifest)
+    return PreprocessResult(plan.path, manifest, reused=False)
+
+
+def _available_cpus() -> int:
+    import ray
+
+    return max(1, int(ray.available_resources().get("CPU", 1)))
+
+
+def _manifest(plan, spec, splits, split_stats, workers, read_seconds, total_seconds) -> dict[str, Any]:
+    rows_in = sum(s["rows_in"] for s in split_stats.values())
+    tokens = sum(s["tokens"] for s in split_stats.values())
+    return {
+        "kind": "tokenized_dataset",
+        "status": "complete",
+        "fingerprint": plan.fingerprint,
+        "lf_ray_version": __version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "template": spec.template or "derived from the tokenizer's chat_template",
+        "model": spec.model_path,
+        "sources": [vars(source) for source in splits.sources],
+        "splits": split_stats,
+        "rows_in": rows_in,
+        "rows_out": sum(s["rows_out"] for s in split_stats.values()),
+        "tokens": tokens,
+        "truncated": sum(s["truncated"] for s in split_stats.values()),
+        "dropped": sum(s["dropped"] for s in split_stats.values()),
+        "workers": workers,
+        "timings": {
+            "read_convert_s": round(read_seconds, 3),
+            "total_s": round(total_seconds, 3),
+            "rows_per_s": round(rows_in / total_seconds, 1) if total_seconds else None,
+            "tokens_per_s": round(tokens / total_seconds, 1) if total_seconds else None,
+        },
+        "inputs": plan.inputs,
+    }

@@ -1,0 +1,45 @@
+"""What the CLI prints after (or instead of) running a step."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import yaml
+
+if TYPE_CHECKING:
+    from lf_ray.config import LfRayConfig
+    from lf_ray.data.preprocess import PreprocessPlan, PreprocessResult
+
+
+def print_dry_run(cfg: LfRayConfig, plan: PreprocessPlan) -> None:
+    print("# resolved config (keys that differ from the defaults)")
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip())
+    print("\n# plan: preprocess (dry run: nothing was read, built or written)")
+    datasets = ", ".join(plan.inputs["datasets"]) or "-"
+    print(f"stage        {plan.inputs['stage']}")
+    print(f"model        {plan.inputs['model']}")
+    print(f"datasets     {datasets}")
+    print(f"artifact     {plan.path}")
+    print(f"fingerprint  {plan.fingerprint[:16]}")
+    print(f"cache        {'reuse (same fingerprint)' if plan.cached else 'build'}")
+
+
+def print_preprocess_summary(result: PreprocessResult) -> None:
+    manifest = result.manifest
+    state = "reused cached artifact" if result.reused else "built"
+    print(f"preprocess: {state} {result.path}")
+    for split, stats in manifest.get("splits", {}).items():
+        line = (
+            f"  {split:5} {stats['rows_in']:>7} rows in -> {stats['rows_out']:>7} rows out "
+            f"({stats['processor']}), {stats['tokens']} tokens, {stats['truncated']} truncated, "
+            f"{stats['dropped']} dropped"
+        )
+        print(line)
+        for reason, count in stats["drop_reasons"].items():
+            print(f"        dropped {count}: {reason}")
+    timings = manifest.get("timings", {})
+    if not result.reused and timings:
+        print(
+            f"  {timings['total_s']} s, {timings['rows_per_s']} rows/s, {timings['tokens_per_s']} tokens/s "
+            f"on {manifest.get('workers')} tokenizer actor(s)"
+        )

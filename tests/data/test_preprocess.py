@@ -1,0 +1,113 @@
+"""The preprocess step on a real local Ray: Parquet equal to the pure processors, cached, deterministic."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from lf_ray.config import load_config
+from lf_ray.data.loader import load_canonical_splits
+from lf_ray.data.preprocess import _tokenizer_spec, encode_table, run_preprocess
+from lf_ray.data.processors import EncodeSettings
+from lf_ray.errors import DataError
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _config(tmp_path, *overrides: str):
+    base = [
+        "model_name_or_path=builtin:tiny-llama",
+        "stage=sft",
+        "do_train=true",
+        "dataset_dir=builtin",
+        "dataset=identity,alpaca_en_demo",
+        "cutoff_len=128",
+        "val_size=0.1",
+        f"tokenized_path={tmp_path / 'tokenized'}",
+    ]
+    return load_config(None, [*base, *overrides])
+
+
+def _read(path):
+    return pq.read_table(path).to_pylist()
+
+
+def test_output_equals_the_pure_processors(tmp_path):
+    cfg = _config(tmp_path)
+    result = run_preprocess(cfg, workers=2)
+    assert not result.reused
+
+    splits = load_canonical_splits(cfg.data, "sft", cfg.training.get("seed", 42))
+    tokenizer, template = _tokenizer_spec(cfg).load()
+    expected = encode_table(splits.train, template, tokenizer, "supervised", EncodeSettings(128)).to_pylist()
+    expected = [
+        {key: row[key] for key in ("input_ids", "attention_mask", "labels")}
+        for row in expected
+        if row["_drop_reason"] is None
+    ]
+    assert _read(result.path / "train") == expected
+
+    manifest = json.loads((result.path / "manifest.json").read_text())
+    train = manifest["splits"]["train"]
+    assert train["rows_in"] == splits.train.num_rows
+    assert train["rows_out"] == len(expected)
+    assert train["tokens"] == sum(len(row["input_ids"]) for row in expected)
+    assert manifest["splits"]["eval"]["rows_out"] == splits.eval.num_rows
+    assert manifest["status"] == "complete" and len(manifest["fingerprint"]) == 64
+    assert {source["name"] for source in manifest["sources"]} == {"identity", "alpaca_en_demo"}
+
+
+def test_second_run_reuses_and_overwrite_cache_rebuilds(tmp_path):
+    first = run_preprocess(_config(tmp_path))
+    again = run_preprocess(_config(tmp_path))
+    assert again.reused and again.manifest["fingerprint"] == first.manifest["fingerprint"]
+    forced = run_preprocess(_config(tmp_path, "overwrite_cache=true"))
+    assert not forced.reused and forced.manifest["created_at"]
+    changed = run_preprocess(_config(tmp_path, "cutoff_len=64"))
+    assert not changed.reused and changed.manifest["fingerprint"] != first.manifest["fingerprint"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary dirs left behind
+
+
+def test_same_rows_with_one_and_two_workers(tmp_path):
+    one = run_preprocess(_config(tmp_path / "one", "preprocessing_batch_size=16"), workers=1)
+    two = run_preprocess(_config(tmp_path / "two", "preprocessing_batch_size=16"), workers=2)
+    assert _read(one.path / "train") == _read(two.path / "train")
+    assert _read(one.path / "eval") == _read(two.path / "eval")
+
+
+def test_neat_packing_layout(tmp_path):
+    result = run_preprocess(_config(tmp_path, "packing=true", "neat_packing=true", "val_size=0"))
+    rows = _read(result.path / "train")
+    assert rows and all(len(row["input_ids"]) == 129 for row in rows)
+    first = rows[0]
+    segments = [mask for mask in first["attention_mask"] if mask]
+    assert segments == sorted(segments) and segments[0] == 1
+    starts = [i for i, position in enumerate(first["position_ids"]) if position == 0 and first["attention_mask"][i]]
+    assert len(starts) == max(segments)  # every packed sequence restarts its positions
+    assert result.manifest["splits"]["train"]["columns"] == ["input_ids", "attention_mask", "position_ids", "labels"]
+
+
+def test_pretrain_chunks_to_cutoff(tmp_path):
+    cfg = _config(tmp_path, "stage=pt", "dataset=c4_demo", "val_size=0", "cutoff_len=64")
+    result = run_preprocess(cfg)
+    rows = _read(result.path / "train")
+    assert rows and all(len(row["input_ids"]) == 64 for row in rows)
+    assert result.manifest["splits"]["train"]["processor"] == "pretrain"
+
+
+def test_dpo_and_kto_columns(tmp_path):
+    dpo = run_preprocess(_config(tmp_path / "dpo", "stage=dpo", "dataset=dpo_en_demo", "val_size=0"))
+    assert dpo.manifest["splits"]["train"]["columns"][0] == "chosen_input_ids"
+    kto = run_preprocess(_config(tmp_path / "kto", "stage=kto", "dataset=kto_en_demo", "val_size=0"))
+    tags = [row["kto_tags"] for row in _read(kto.path / "train")]
+    assert set(tags) == {True, False}
+
+
+def test_pairwise_data_for_sft_is_a_clear_error(tmp_path):
+    cfg = _config(tmp_path, "dataset=dpo_en_demo", "val_size=0")
+    with pytest.raises(DataError, match="train split is empty after preprocessing.*sft needs a conversation"):
+        run_preprocess(cfg)
+    assert not (tmp_path / "tokenized").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
