@@ -1,0 +1,259 @@
+"""Cross-field rules about the training run: precision, batch sizes, methods, stages, optimizers and Ray.
+
+Each rule returns None or one message: what is wrong, which keys, how to fix it. `rules.validate_config`
+runs them all. Training keys are read with `cfg.get`, which falls back to transformers' defaults.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lf_ray.config.loader import LfRayConfig
+
+_LORA_ONLY = ("use_dora", "use_rslora", "pissa_init", "pissa_convert", "loraplus_lr_ratio")
+
+
+def bf16_and_fp16(cfg: LfRayConfig) -> str | None:
+    if cfg.get("bf16") and cfg.get("fp16"):
+        return "`bf16: true` and `fp16: true` pick two mixed-precision types; keep one (bf16 on Ampere or newer)"
+    return None
+
+
+def batch_sizes_below_one(cfg: LfRayConfig) -> str | None:
+    bad = [
+        f"`{key}: {cfg.get(key)}`"
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps")
+        if cfg.get(key) < 1
+    ]
+    if bad:
+        return f"{' and '.join(bad)}: batch sizes and accumulation steps must be at least 1"
+    return None
+
+
+def predict_with_generate_outside_sft(cfg: LfRayConfig) -> str | None:
+    if cfg.get("predict_with_generate") and cfg.finetuning.stage != "sft":
+        return f"`predict_with_generate` only works with `stage: sft` (got `stage: {cfg.finetuning.stage}`); remove it"
+    return None
+
+
+def predict_without_generate(cfg: LfRayConfig) -> str | None:
+    if cfg.finetuning.stage == "sft" and cfg.get("do_predict") and not cfg.get("predict_with_generate"):
+        return "`do_predict: true` with `stage: sft` saves generated text: also set `predict_with_generate: true`"
+    return None
+
+
+def predict_with_generate_without_eval_dataset(cfg: LfRayConfig) -> str | None:
+    if cfg.get("predict_with_generate") and not cfg.data.eval_dataset:
+        return "`predict_with_generate: true` generates on `eval_dataset`, which is not set; set `eval_dataset`"
+    return None
+
+
+def predict_with_generate_and_accuracy(cfg: LfRayConfig) -> str | None:
+    if cfg.get("predict_with_generate") and cfg.finetuning.compute_accuracy:
+        return "`predict_with_generate` and `compute_accuracy` cannot be used together; keep one"
+    return None
+
+
+def lora_options_without_lora(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    used = [key for key in _LORA_ONLY if getattr(ft, key) not in (None, False)]
+    if ft.create_new_adapter and ft.finetuning_type not in ("lora", "oft"):
+        used.append("create_new_adapter")
+    if used and ft.finetuning_type != "lora":
+        names = ", ".join(f"`{key}`" for key in used)
+        return (
+            f"{names} only apply to LoRA, but `finetuning_type` is `{ft.finetuning_type}`; "
+            "set `finetuning_type: lora` or remove them"
+        )
+    return None
+
+
+def llama_pro_with_full(cfg: LfRayConfig) -> str | None:
+    if cfg.finetuning.use_llama_pro and cfg.finetuning.finetuning_type == "full":
+        return "`use_llama_pro` trains only the expanded blocks: use `finetuning_type: freeze` or `lora`, not `full`"
+    return None
+
+
+def _optimizers(cfg: LfRayConfig) -> list[str]:
+    return [key for key in ("use_galore", "use_apollo", "use_badam") if getattr(cfg.finetuning, key)]
+
+
+def lora_with_optimizer(cfg: LfRayConfig) -> str | None:
+    used = _optimizers(cfg)
+    if used and cfg.finetuning.finetuning_type == "lora":
+        return (
+            f"`{used[0]}` replaces the optimizer of full/freeze training and cannot be combined with LoRA; "
+            "set `finetuning_type: full` or remove it"
+        )
+    return None
+
+
+def several_optimizers(cfg: LfRayConfig) -> str | None:
+    used = _optimizers(cfg)
+    if len(used) > 1:
+        return f"{', '.join(f'`{key}`' for key in used)} are alternative optimizers; enable only one"
+    return None
+
+
+def deepspeed_with_galore_or_apollo(cfg: LfRayConfig) -> str | None:
+    used = [key for key in ("use_galore", "use_apollo") if getattr(cfg.finetuning, key)]
+    if used and cfg.get("deepspeed"):
+        return f"`{used[0]}` is incompatible with DeepSpeed; remove `deepspeed` or `{used[0]}`"
+    return None
+
+
+def badam_distributed(cfg: LfRayConfig) -> str | None:
+    ft, workers = cfg.finetuning, cfg.ray.ray_num_workers
+    if not ft.use_badam or workers <= 1:
+        return None
+    if ft.badam_mode == "ratio":
+        return (
+            f"ratio-wise BAdam (`badam_mode: ratio`) does not support distributed training "
+            f"(`ray_num_workers: {workers}`); use `badam_mode: layer` or one worker"
+        )
+    deepspeed = cfg.get("deepspeed")
+    stage = deepspeed.get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
+    if not deepspeed or (stage is not None and stage != 3):
+        return (
+            f"layer-wise BAdam with `ray_num_workers: {workers}` needs DeepSpeed ZeRO-3; "
+            "set `deepspeed` to a ZeRO-3 config (e.g. examples/deepspeed/ds_z3_config.json)"
+        )
+    return None
+
+
+def layerwise_optimizer_distributed(cfg: LfRayConfig) -> str | None:
+    used = [key for key in ("galore_layerwise", "apollo_layerwise") if getattr(cfg.finetuning, key)]
+    if used and cfg.ray.ray_num_workers > 1:
+        return (
+            f"`{used[0]}` does not support distributed training (`ray_num_workers: "
+            f"{cfg.ray.ray_num_workers}`); use one worker or set `{used[0]}: false`"
+        )
+    return None
+
+
+def pissa_with_reference_stage(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.pissa_init and (ft.stage in ("ppo", "kto") or ft.use_ref_model):
+        return f"`pissa_init` cannot be used with `stage: {ft.stage}` (it needs a reference model); remove it"
+    return None
+
+
+def label_smoothing_without_sigmoid(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.stage == "dpo" and ft.pref_loss != "sigmoid" and ft.dpo_label_smoothing > 1e-6:
+        return f"`dpo_label_smoothing` only works with `pref_loss: sigmoid` (got `{ft.pref_loss}`); remove it"
+    return None
+
+
+def ppo_setup(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.stage != "ppo":
+        return None
+    if ft.reward_model is None:
+        return "`stage: ppo` needs a reward model: set `reward_model`"
+    if ft.reward_model_type == "lora" and ft.finetuning_type != "lora":
+        return "`reward_model_type: lora` needs `finetuning_type: lora` in PPO; use `reward_model_type: full`"
+    if not cfg.get("do_train"):
+        return "`stage: ppo` only trains (`do_train: true`); evaluate the model with `stage: sft`"
+    return None
+
+
+def best_model_for_rm_or_ppo(cfg: LfRayConfig) -> str | None:
+    if cfg.finetuning.stage in ("rm", "ppo") and cfg.get("load_best_model_at_end"):
+        return f"`stage: {cfg.finetuning.stage}` does not support `load_best_model_at_end`; remove it"
+    return None
+
+
+def side_model_quantization_bits(cfg: LfRayConfig) -> str | None:
+    for key in ("ref_model_quantization_bit", "reward_model_quantization_bit"):
+        bits = getattr(cfg.finetuning, key)
+        if bits not in (None, 4, 8):
+            return f"`{key}` is {bits}; use 4 or 8"
+    return None
+
+
+def quantized_device_map_in_training(cfg: LfRayConfig) -> str | None:
+    if cfg.get("do_train") and cfg.model.quantization_device_map == "auto":
+        return "`quantization_device_map: auto` is for inference only; remove it when `do_train: true`"
+    return None
+
+
+def inference_backend_in_training(cfg: LfRayConfig) -> str | None:
+    if cfg.get("do_train") and cfg.model.infer_backend != "huggingface":
+        return (
+            f"`infer_backend: {cfg.model.infer_backend}` is for serving and chat; "
+            "use `infer_backend: huggingface` when `do_train: true`"
+        )
+    return None
+
+
+def fp8_with_quantization(cfg: LfRayConfig) -> str | None:
+    if cfg.get("fp8") and cfg.model.quantization_bit is not None:
+        return "`fp8: true` is not compatible with `quantization_bit`; disable one of them"
+    return None
+
+
+def ray_workers_below_one(cfg: LfRayConfig) -> str | None:
+    if cfg.ray.ray_num_workers < 1:
+        return f"`ray_num_workers` is {cfg.ray.ray_num_workers}; use at least 1 (one worker per GPU)"
+    return None
+
+
+def max_failures_below_minus_one(cfg: LfRayConfig) -> str | None:
+    if cfg.ray.max_failures < -1:
+        return f"`max_failures` is {cfg.ray.max_failures}; use -1 (retry forever), 0 (never) or a positive count"
+    return None
+
+
+def negative_worker_resources(cfg: LfRayConfig) -> str | None:
+    resources = cfg.ray.resources_per_worker or {}
+    bad = {name: amount for name, amount in resources.items() if not isinstance(amount, (int, float)) or amount < 0}
+    if bad:
+        return f"`resources_per_worker` {bad}: every amount must be a number >= 0, e.g. {{GPU: 1, CPU: 4}}"
+    return None
+
+
+def safetensors_disabled(cfg: LfRayConfig) -> str | None:
+    if cfg.get("save_safetensors") is False:
+        return "`save_safetensors: false` is not possible with transformers 5 (it always saves safetensors); remove it"
+    return None
+
+
+def warmup_ratio_invalid(cfg: LfRayConfig) -> str | None:
+    ratio, steps = cfg.get("warmup_ratio"), cfg.get("warmup_steps")
+    if not 0 <= ratio < 1:
+        return f"`warmup_ratio` is {ratio}; use a fraction of the total steps in [0, 1), e.g. 0.1"
+    if ratio > 0 and steps > 0:
+        return f"`warmup_ratio: {ratio}` and `warmup_steps: {steps}` both set the warmup; keep one"
+    return None
+
+
+TRAINING_RULES = (
+    bf16_and_fp16,
+    batch_sizes_below_one,
+    predict_with_generate_outside_sft,
+    predict_without_generate,
+    predict_with_generate_without_eval_dataset,
+    predict_with_generate_and_accuracy,
+    lora_options_without_lora,
+    llama_pro_with_full,
+    lora_with_optimizer,
+    several_optimizers,
+    deepspeed_with_galore_or_apollo,
+    badam_distributed,
+    layerwise_optimizer_distributed,
+    pissa_with_reference_stage,
+    label_smoothing_without_sigmoid,
+    ppo_setup,
+    best_model_for_rm_or_ppo,
+    side_model_quantization_bits,
+    quantized_device_map_in_training,
+    inference_backend_in_training,
+    fp8_with_quantization,
+    ray_workers_below_one,
+    max_failures_below_minus_one,
+    negative_worker_resources,
+    safetensors_disabled,
+    warmup_ratio_invalid,
+)

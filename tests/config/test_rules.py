@@ -1,0 +1,256 @@
+"""Cross-field rules: each one fires with its message, all violations come together, defaults resolve."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lf_ray.config import find_violations, load_config, resolve_defaults, validate_config
+from lf_ray.config.rules import RULES
+from lf_ray.errors import ConfigError
+
+VALID = {
+    "model_name_or_path": "builtin:tiny-llama",
+    "stage": "sft",
+    "do_train": True,
+    "finetuning_type": "lora",
+    "dataset": "identity",
+    "template": "llama3",
+    "output_dir": "saves/tiny",
+}
+
+
+def violations(**changes) -> list[str]:
+    return find_violations(load_config(None, base={**VALID, **changes}))
+
+
+def test_the_valid_base_config_passes():
+    cfg = load_config(None, base=VALID)
+    assert find_violations(cfg) == []
+    validate_config(cfg)
+
+
+CASES = {
+    "model_name_or_path_missing": ({"model_name_or_path": None}, "`model_name_or_path` is not set"),
+    "cutoff_len_not_positive": ({"cutoff_len": 0}, "`cutoff_len` is 0; it must be a positive number"),
+    "max_samples_not_positive": ({"max_samples": -5}, "`max_samples` is -5; use a positive number"),
+    "neat_packing_without_packing": (
+        {"neat_packing": True, "packing": False},
+        "`neat_packing: true` packs sequences but `packing: false` turns packing off",
+    ),
+    "neat_packing_outside_sft": ({"neat_packing": True, "stage": "pt"}, "`neat_packing` only works with `stage: sft`"),
+    "prompt_masking_outside_sft": ({"train_on_prompt": True, "stage": "rm"}, "`train_on_prompt` only apply to"),
+    "mask_history_with_train_on_prompt": (
+        {"mask_history": True, "train_on_prompt": True},
+        "`mask_history: true` (train on the last turn only) contradicts `train_on_prompt: true`",
+    ),
+    "streaming_without_max_steps": (
+        {"streaming": True},
+        "`streaming: true` gives a dataset of unknown length, so `max_steps` must be a positive number (got -1)",
+    ),
+    "streaming_with_fractional_val_size": (
+        {"streaming": True, "max_steps": 10, "val_size": 0.1},
+        "`val_size` must be a whole number of examples (got 0.1)",
+    ),
+    "streaming_with_max_samples": (
+        {"streaming": True, "max_steps": 10, "max_samples": 100},
+        "`max_samples` cannot truncate a stream",
+    ),
+    "val_size_out_of_range": ({"val_size": 1.5}, "`val_size` is 1.5; use a fraction in [0, 1)"),
+    "val_size_with_eval_dataset": (
+        {"val_size": 0.1, "eval_dataset": "alpaca_en_demo"},
+        "`val_size` and `eval_dataset` both define the evaluation set; keep one",
+    ),
+    "val_size_without_dataset": (
+        {"val_size": 0.1, "dataset": None, "do_train": False},
+        "`val_size` splits the evaluation set off `dataset`, but `dataset` is not set",
+    ),
+    "training_without_dataset": ({"dataset": None}, "`do_train: true` (stage `sft`) needs training data"),
+    "evaluation_without_eval_data": (
+        {"eval_strategy": "steps"},
+        "`eval_strategy: steps` need evaluation data: set `val_size` (e.g. 0.1) or `eval_dataset`",
+    ),
+    "interleave_probs_with_concat": (
+        {"interleave_probs": "1.0"},
+        "`interleave_probs` only applies to interleaved mixing",
+    ),
+    "interleave_probs_count": (
+        {"dataset": "a,b", "mix_strategy": "interleave_under", "interleave_probs": "0.2,0.3,0.5"},
+        "`interleave_probs` has 3 values but `dataset` names 2 datasets (a, b)",
+    ),
+    "interleave_probs_not_a_distribution": (
+        {"dataset": "a,b", "mix_strategy": "interleave_over", "interleave_probs": "0.5,0.4"},
+        "`interleave_probs` [0.5, 0.4] sum to 0.9",
+    ),
+    "quantization_without_adapter_method": (
+        {"quantization_bit": 4, "finetuning_type": "full"},
+        "`quantization_bit: 4` only works with LoRA or OFT (got `finetuning_type: full`)",
+    ),
+    "quantization_with_pissa_init": ({"quantization_bit": 4, "pissa_init": True}, "`pissa_init` cannot initialize"),
+    "quantization_with_resize_vocab": ({"quantization_bit": 8, "resize_vocab": True}, "`resize_vocab` cannot resize"),
+    "quantization_with_many_adapters": (
+        {"quantization_bit": 4, "adapter_name_or_path": "a,b"},
+        "a quantized model takes a single adapter",
+    ),
+    "adapter_without_adapter_method": (
+        {"adapter_name_or_path": "saves/a", "finetuning_type": "freeze"},
+        "`adapter_name_or_path` loads LoRA/OFT adapters, but `finetuning_type` is `freeze`",
+    ),
+    "export_quantization_without_dataset": (
+        {"export_quantization_bit": 4},
+        "`export_quantization_bit` needs calibration data",
+    ),
+    "pixel_bounds_inverted": ({"image_max_pixels": 10}, "`image_max_pixels` (10) is smaller than"),
+    "kt_activation_without_kt": ({"kt_cpu_activation": "retain"}, "`kt_cpu_activation` only applies"),
+    "bf16_and_fp16": ({"bf16": True, "fp16": True}, "`bf16: true` and `fp16: true` pick two mixed-precision types"),
+    "batch_sizes_below_one": (
+        {"per_device_train_batch_size": 0, "gradient_accumulation_steps": 0},
+        "`per_device_train_batch_size: 0` and `gradient_accumulation_steps: 0`: batch sizes",
+    ),
+    "predict_with_generate_outside_sft": (
+        {"predict_with_generate": True, "stage": "dpo", "eval_dataset": "x"},
+        "`predict_with_generate` only works with `stage: sft` (got `stage: dpo`)",
+    ),
+    "predict_without_generate": (
+        {"do_predict": True, "eval_dataset": "x"},
+        "`do_predict: true` with `stage: sft` saves generated text: also set `predict_with_generate: true`",
+    ),
+    "predict_with_generate_without_eval_dataset": (
+        {"predict_with_generate": True},
+        "`predict_with_generate: true` generates on `eval_dataset`, which is not set",
+    ),
+    "predict_with_generate_and_accuracy": (
+        {"predict_with_generate": True, "compute_accuracy": True, "eval_dataset": "x"},
+        "`predict_with_generate` and `compute_accuracy` cannot be used together",
+    ),
+    "lora_options_without_lora": (
+        {"finetuning_type": "full", "use_dora": True, "loraplus_lr_ratio": 16.0, "create_new_adapter": True},
+        "`use_dora`, `loraplus_lr_ratio`, `create_new_adapter` only apply to LoRA, but `finetuning_type` is `full`",
+    ),
+    "llama_pro_with_full": ({"use_llama_pro": True, "finetuning_type": "full"}, "`use_llama_pro` trains only"),
+    "lora_with_optimizer": ({"use_galore": True}, "`use_galore` replaces the optimizer of full/freeze training"),
+    "several_optimizers": (
+        {"finetuning_type": "full", "use_galore": True, "use_badam": True},
+        "`use_galore`, `use_badam` are alternative optimizers; enable only one",
+    ),
+    "deepspeed_with_galore_or_apollo": (
+        {"finetuning_type": "full", "use_apollo": True, "deepspeed": "ds_z3_config.json"},
+        "`use_apollo` is incompatible with DeepSpeed",
+    ),
+    "badam_distributed": (
+        {"finetuning_type": "full", "use_badam": True, "ray_num_workers": 2},
+        "layer-wise BAdam with `ray_num_workers: 2` needs DeepSpeed ZeRO-3",
+    ),
+    "layerwise_optimizer_distributed": (
+        {"finetuning_type": "full", "use_galore": True, "galore_layerwise": True, "ray_num_workers": 4},
+        "`galore_layerwise` does not support distributed training (`ray_num_workers: 4`)",
+    ),
+    "pissa_with_reference_stage": (
+        {"pissa_init": True, "stage": "kto"},
+        "`pissa_init` cannot be used with `stage: kto`",
+    ),
+    "label_smoothing_without_sigmoid": (
+        {"stage": "dpo", "pref_loss": "ipo", "dpo_label_smoothing": 0.1},
+        "`dpo_label_smoothing` only works with `pref_loss: sigmoid` (got `ipo`)",
+    ),
+    "ppo_setup": ({"stage": "ppo"}, "`stage: ppo` needs a reward model: set `reward_model`"),
+    "best_model_for_rm_or_ppo": (
+        {"stage": "rm", "load_best_model_at_end": True},
+        "`stage: rm` does not support `load_best_model_at_end`",
+    ),
+    "side_model_quantization_bits": (
+        {"ref_model_quantization_bit": 3},
+        "`ref_model_quantization_bit` is 3; use 4 or 8",
+    ),
+    "quantized_device_map_in_training": (
+        {"quantization_bit": 4, "quantization_device_map": "auto"},
+        "`quantization_device_map: auto` is for inference only",
+    ),
+    "inference_backend_in_training": ({"infer_backend": "vllm"}, "`infer_backend: vllm` is for serving and chat"),
+    "fp8_with_quantization": ({"fp8": True, "quantization_bit": 4}, "`fp8: true` is not compatible"),
+    "ray_workers_below_one": ({"ray_num_workers": 0}, "`ray_num_workers` is 0; use at least 1"),
+    "max_failures_below_minus_one": ({"max_failures": -2}, "`max_failures` is -2; use -1"),
+    "negative_worker_resources": ({"resources_per_worker": {"GPU": -1}}, "`resources_per_worker` {'GPU': -1}"),
+    "safetensors_disabled": ({"save_safetensors": False}, "`save_safetensors: false` is not possible"),
+    "warmup_ratio_invalid": (
+        {"warmup_ratio": 0.1, "warmup_steps": 100},
+        "`warmup_ratio: 0.1` and `warmup_steps: 100` both set the warmup; keep one",
+    ),
+}
+
+
+def test_every_rule_has_a_case():
+    assert {rule.__name__ for rule in RULES} == set(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rule_fires_with_its_message(name):
+    changes, message = CASES[name]
+    rule = next(rule for rule in RULES if rule.__name__ == name)
+    cfg = load_config(None, base={**VALID, **changes})
+    fired = rule(cfg)
+    assert fired is not None and message in fired
+    assert rule(load_config(None, base=VALID)) is None
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(cfg)
+
+
+def test_a_single_violation_names_the_source(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("model_name_or_path: builtin:tiny-llama\ncutoff_len: 0\n")
+    with pytest.raises(ConfigError) as err:
+        validate_config(load_config(path))
+    assert str(err.value) == f"{path}: `cutoff_len` is 0; it must be a positive number of tokens, e.g. 2048"
+
+
+def test_all_violations_are_reported_together(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("bf16: true\nfp16: true\ncutoff_len: 0\nstreaming: true\ndo_train: true\n")
+    with pytest.raises(ConfigError) as err:
+        validate_config(load_config(path))
+    lines = str(err.value).splitlines()
+    assert lines[0] == f"5 problems in {path}:"
+    starts = [
+        "  - `model_name_or_path` is not set",
+        "  - `cutoff_len` is 0",
+        "  - `streaming: true` gives a dataset of unknown length",
+        "  - `do_train: true` (stage `sft`) needs training data",
+        "  - `bf16: true` and `fp16: true`",
+    ]
+    assert len(lines) == 1 + len(starts)
+    assert all(line.startswith(start) for line, start in zip(lines[1:], starts, strict=True))
+
+
+def test_interleaving_a_single_dataset_is_fine():
+    assert violations(mix_strategy="interleave_under", interleave_probs="1.0") == []
+    assert violations(mix_strategy="interleave_over") == []
+
+
+def test_eval_data_satisfies_eval_strategy():
+    assert violations(eval_strategy="steps", val_size=0.1) == []
+    assert violations(eval_strategy="steps", eval_dataset="alpaca_en_demo") == []
+    assert violations(evaluation_strategy="epoch", val_size=0.1) == []
+
+
+def test_badam_on_one_worker_or_with_zero3_is_fine():
+    base = {"finetuning_type": "full", "use_badam": True}
+    assert violations(**base) == []
+    zero3 = {"zero_optimization": {"stage": 3}}
+    assert violations(**base, ray_num_workers=2, deepspeed=zero3) == []
+    assert "ZeRO-3" in violations(**base, ray_num_workers=2, deepspeed={"zero_optimization": {"stage": 2}})[0]
+
+
+def test_resolve_defaults():
+    cfg = load_config(None, base=VALID)
+    resolved = resolve_defaults(cfg)
+    assert (resolved.data.packing, resolved.finetuning.lora_alpha, resolved.data.media_dir) == (False, 16, "data")
+    assert (cfg.data.packing, cfg.finetuning.lora_alpha, cfg.data.media_dir) == (None, None, None)  # untouched
+
+    assert resolve_defaults(load_config(None, base={**VALID, "stage": "pt"})).data.packing is True
+    assert resolve_defaults(load_config(None, base={**VALID, "neat_packing": True})).data.packing is True
+    assert resolve_defaults(load_config(None, base={**VALID, "stage": "pt", "packing": False})).data.packing is False
+    explicit = resolve_defaults(load_config(None, base={**VALID, "lora_rank": 4, "lora_alpha": 32}))
+    assert (explicit.finetuning.lora_rank, explicit.finetuning.lora_alpha) == (4, 32)
+    assert resolve_defaults(load_config(None, base={**VALID, "lora_rank": 4})).finetuning.lora_alpha == 8
+    assert resolve_defaults(resolved) == resolved
