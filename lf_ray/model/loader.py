@@ -1,0 +1,85 @@
+"""Turn `model_name_or_path` into something `from_pretrained` can open, and open the tokenizer.
+
+torch and transformers are imported inside the functions: importing this module stays cheap for the CLI.
+lf-ray never downloads a model itself; a hub id is passed through to transformers untouched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lf_ray.constants import BUILTIN_PREFIX
+from lf_ray.errors import ModelError
+from lf_ray.model.builtin import BUILTIN_MODELS, builtin_name, materialize_builtin, read_marker
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+_PATH_PREFIXES = ("/", "./", "../", "~")
+
+
+def _looks_like_path(name_or_path: str) -> bool:
+    """A hub id is `name` or `org/name`; anything else that names no folder was meant as a local path."""
+    return name_or_path.startswith(_PATH_PREFIXES) or name_or_path.count("/") > 1
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    """`builtin:NAME` -> its built cache folder; a local folder -> itself; a hub id -> unchanged."""
+    if name_or_path.startswith(BUILTIN_PREFIX):
+        return str(materialize_builtin(name_or_path))
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.exists():
+        raise ModelError(
+            f"model_name_or_path {name_or_path!r} is a file, not a model folder. "
+            "Fix: point it at the folder that holds config.json and the weights."
+        )
+    if _looks_like_path(name_or_path):
+        raise ModelError(
+            f"Model folder {name_or_path!r} does not exist (resolved to {path.absolute()}). "
+            f"Fix: check the path, or use a builtin model such as {BUILTIN_PREFIX}tiny-llama "
+            f"(available: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)})."
+        )
+    return name_or_path
+
+
+def default_template_for(model_name_or_path: str) -> str | None:
+    """LLaMA-Factory template name of a builtin model (by name or by its built folder); None otherwise."""
+    if model_name_or_path.startswith(BUILTIN_PREFIX):
+        return BUILTIN_MODELS[builtin_name(model_name_or_path)].template
+    path = Path(model_name_or_path).expanduser()
+    marker = read_marker(path) if path.is_dir() else None
+    return marker.get("template") if marker else None
+
+
+def _load_error(what: str, model_name_or_path: str, resolved: str, err: Exception) -> ModelError:
+    where = model_name_or_path if resolved == model_name_or_path else f"{model_name_or_path} ({resolved})"
+    return ModelError(
+        f"Cannot load the {what} of {where}: {err} "
+        f"Fix: point model_name_or_path at a folder made by save_pretrained, a hub id already in the local "
+        f"Hugging Face cache, or a builtin model ({', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)})."
+    )
+
+
+def load_tokenizer(model_name_or_path: str, **kwargs: Any) -> PreTrainedTokenizerBase:
+    """AutoTokenizer for a builtin name, local folder or hub id; failures become ModelError."""
+    from transformers import AutoTokenizer
+
+    resolved = resolve_model_path(model_name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(resolved, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _load_error("tokenizer", model_name_or_path, resolved, err) from err
+
+
+def load_causal_lm(model_name_or_path: str, **kwargs: Any) -> PreTrainedModel:
+    """AutoModelForCausalLM for a builtin name, local folder or hub id; failures become ModelError."""
+    from transformers import AutoModelForCausalLM
+
+    resolved = resolve_model_path(model_name_or_path)
+    try:
+        return AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _load_error("model", model_name_or_path, resolved, err) from err
