@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from lf_ray.config import load_config
+from lf_ray.config import prepare_config
 from lf_ray.constants import DEMO_DATA_DIR
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.preprocess import _tokenizer_spec, run_preprocess
@@ -71,7 +71,7 @@ def run(rows: int, model: str, workers: int | None) -> None:
             f"tokenized_path={directory / 'out'}",
             "overwrite_cache=true",
         ]
-        cfg = load_config(None, overrides)
+        cfg = prepare_config(None, overrides)
         base_seconds, base_tokens = baseline(cfg)
         started = time.perf_counter()
         result = run_preprocess(cfg, workers=workers)

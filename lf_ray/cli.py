@@ -115,11 +115,12 @@ def cmd_model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(config: str | None, overrides: Sequence[str], base: dict | None = None):
-    from lf_ray.config import load_config, validate_config
+def _load(config: str | None, overrides: Sequence[str]):
+    from lf_ray.config import config_warnings, prepare_config
 
-    cfg = load_config(config, overrides, base=base)
-    validate_config(cfg)
+    cfg = prepare_config(config, overrides)
+    for warning in config_warnings(cfg):
+        print(f"lf-ray: warning: {warning}", file=sys.stderr)
     return cfg
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import yaml
-
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
     from lf_ray.data.preprocess import PreprocessPlan, PreprocessResult
@@ -13,7 +11,7 @@ if TYPE_CHECKING:
 
 def print_dry_run(cfg: LfRayConfig, plan: PreprocessPlan) -> None:
     print("# resolved config (keys that differ from the defaults)")
-    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False, allow_unicode=True).rstrip())
+    print(cfg.to_yaml(non_default_only=True).rstrip())
     print("\n# plan: preprocess (dry run: nothing was read, built or written)")
     datasets = ", ".join(plan.inputs["datasets"]) or "-"
     print(f"stage        {plan.inputs['stage']}")

@@ -7,7 +7,7 @@ import json
 import pyarrow.parquet as pq
 import pytest
 
-from lf_ray.config import load_config
+from lf_ray.config import prepare_config
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.preprocess import _tokenizer_spec, encode_table, run_preprocess
 from lf_ray.data.processors import EncodeSettings
@@ -27,7 +27,7 @@ def _config(tmp_path, *overrides: str):
         "val_size=0.1",
         f"tokenized_path={tmp_path / 'tokenized'}",
     ]
-    return load_config(None, [*base, *overrides])
+    return prepare_config(None, [*base, *overrides])
 
 
 def _read(path):
@@ -107,7 +107,7 @@ def test_dpo_and_kto_columns(tmp_path):
 
 def test_pairwise_data_for_sft_is_a_clear_error(tmp_path):
     cfg = _config(tmp_path, "dataset=dpo_en_demo", "val_size=0")
-    with pytest.raises(DataError, match="train split is empty after preprocessing.*sft needs a conversation"):
+    with pytest.raises(DataError, match=r"train split is empty after preprocessing.*sft needs a conversation"):
         run_preprocess(cfg)
     assert not (tmp_path / "tokenized").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

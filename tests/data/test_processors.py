@@ -138,7 +138,9 @@ def test_feedback_uses_the_labelled_answer_and_a_kl_answer(llama3):
 def test_unsupervised_keeps_the_prompt_and_the_reference(llama3):
     template, tokenizer = llama3
     row = encode_unsupervised(template, tokenizer, TWO_TURNS, EncodeSettings(cutoff_len=1024))
-    assert tokenizer.decode(row["input_ids"]).endswith("Who are you?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    assert tokenizer.decode(row["input_ids"]).endswith(
+        "Who are you?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
     assert row["labels"] == _ids(tokenizer, "I am Lumen.<|eot_id|>")
 
 
