@@ -27,7 +27,10 @@ from lf_ray.data.registry import get_dataset_attrs, resolve_dataset_dir
 from lf_ray.errors import DataError
 
 if TYPE_CHECKING:
-    from lf_ray.config import LfRayConfig
+    from transformers import PreTrainedTokenizerBase
+
+    from lf_ray.config import DataArguments, LfRayConfig
+    from lf_ray.data.templates import Template
 
 ROWS_PER_FILE = 50_000
 FINGERPRINTED_DATA_KEYS = (
@@ -58,7 +61,7 @@ class TokenizerSpec:
     resize_vocab: bool
     trust_remote_code: bool
 
-    def load(self):
+    def load(self) -> tuple[PreTrainedTokenizerBase, Template]:
         from lf_ray.data.templates import resolve_template
         from lf_ray.model.loader import load_tokenizer
 
@@ -94,7 +97,14 @@ class TokenizeBatch:
         return encode_table(batch, self.template, self.tokenizer, self.kind, self.settings, self.schema)
 
 
-def encode_table(batch: pa.Table, template, tokenizer, kind: ProcessorKind, settings: EncodeSettings, schema=None):
+def encode_table(
+    batch: pa.Table,
+    template: Template,
+    tokenizer: PreTrainedTokenizerBase,
+    kind: ProcessorKind,
+    settings: EncodeSettings,
+    schema: pa.Schema | None = None,
+) -> pa.Table:
     """The pure core of a batch: canonical rows in, one tokenized row per input row out."""
     schema = schema or output_schema(kind)
     rows = []
@@ -130,8 +140,8 @@ def tokenize_with_ray(
 
 
 def finish_split(
-    table: pa.Table, kind: ProcessorKind, data, tokenizer_ids: dict[str, int | None]
-) -> tuple[pa.Table, dict]:
+    table: pa.Table, kind: ProcessorKind, data: DataArguments, tokenizer_ids: dict[str, Any]
+) -> tuple[pa.Table, dict[str, Any]]:
     """Remove dropped rows (counting reasons), pack or chunk, and compute the split's statistics."""
     rows = table.to_pylist()
     kept = [row for row in rows if row["_drop_reason"] is None]
@@ -144,11 +154,15 @@ def finish_split(
         truncated = sum(1 for row in kept if row.get("_truncated"))
         if data.packing:
             kept = chunk_pretrain(kept, data.cutoff_len, tokenizer_ids["bos"] if tokenizer_ids["add_bos"] else None)
-    elif kind == "supervised" and data.packing:
+    if kind == "supervised" and data.packing:
+        # counted before packing: plain packing marks its padding with attention 1
+        tokens = sum(len(row["input_ids"]) for row in kept if len(row["input_ids"]) <= data.cutoff_len)
         kept, too_long = pack_supervised(kept, data.cutoff_len, tokenizer_ids["pad"], data.neat_packing)
         if too_long:
             reasons[f"longer than cutoff_len {data.cutoff_len}, cannot be packed"] += too_long
         columns = ["input_ids", "attention_mask", "position_ids", "labels"]
+    else:
+        tokens = sum(sum(row[c]) for row in kept for c in row if c.endswith("attention_mask"))
     out = pa.Table.from_pylist(
         [{column: row[column] for column in columns} for row in kept],
         schema=pa.schema([pa.field(c, pa.bool_() if c == "kto_tags" else _IDS) for c in columns]),
@@ -156,7 +170,7 @@ def finish_split(
     stats = {
         "rows_in": len(rows),
         "rows_out": out.num_rows,
-        "tokens": _count_tokens(out),
+        "tokens": tokens,  # real (non-padding) tokens
         "truncated": truncated,
         "dropped": sum(reasons.values()),
         "drop_reasons": dict(reasons),
@@ -164,15 +178,6 @@ def finish_split(
         "columns": columns,
     }
     return out, stats
-
-
-def _count_tokens(table: pa.Table) -> int:
-    """Real (non-padding) tokens: the attention masks' non-zero entries."""
-    total = 0
-    for column in table.column_names:
-        if column.endswith("attention_mask"):
-            total += sum(1 for mask in table.column(column).to_pylist() for value in mask if value)
-    return total
 
 
 def write_split(table: pa.Table, directory: Path) -> list[str]:
@@ -338,7 +343,7 @@ def _manifest(plan, spec, splits, split_stats, workers, read_seconds, total_seco
         "splits": split_stats,
         "rows_in": rows_in,
         "rows_out": sum(s["rows_out"] for s in split_stats.values()),
-        "tokens": tokens,
+        "tokens": tokens,  # real (non-padding) tokens
         "truncated": sum(s["truncated"] for s in split_stats.values()),
         "dropped": sum(s["dropped"] for s in split_stats.values()),
         "workers": workers,

@@ -111,3 +111,13 @@ def test_pairwise_data_for_sft_is_a_clear_error(tmp_path):
         run_preprocess(cfg)
     assert not (tmp_path / "tokenized").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_plain_packing_keeps_every_token_and_counts_no_padding(tmp_path):
+    packed = run_preprocess(_config(tmp_path / "packed", "packing=true", "val_size=0"))
+    unpacked = run_preprocess(_config(tmp_path / "unpacked", "val_size=0"))
+    packed_rows, unpacked_rows = _read(packed.path / "train"), _read(unpacked.path / "train")
+    assert all(set(row["attention_mask"]) == {1} for row in packed_rows)  # LF: padding is attended too
+    assert packed.manifest["tokens"] == unpacked.manifest["tokens"] == sum(len(r["input_ids"]) for r in unpacked_rows)
+    real_labels = sorted(label for row in packed_rows for label in row["labels"] if label != -100)
+    assert real_labels == sorted(label for row in unpacked_rows for label in row["labels"] if label != -100)
