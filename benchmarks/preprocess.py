@@ -79,10 +79,11 @@ def run(rows: int, model: str, workers: int | None) -> None:
         tokens = result.manifest["tokens"]
         print(
             f"{rows:>7} rows | datasets.map (1 process): {rows / base_seconds:8.0f} rows/s "
-            f"{base_tokens / base_seconds:10.0f} tok/s | lf-ray Ray Data ({result.manifest['workers']} actors): "
+            f"{base_tokens / base_seconds:10.0f} tok/s | lf-ray Ray Data ({result.manifest['actors']} actors): "
             f"{rows / ray_seconds:8.0f} rows/s {tokens / ray_seconds:10.0f} tok/s "
             f"| ratio {base_seconds / ray_seconds:.2f}x"
         )
+        print(f"        lf-ray stage timings: {result.manifest['timings']}")
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
-from lf_ray.constants import ENV_RAY_ADDRESS
+from lf_ray.constants import ENV_LOG_LEVEL, ENV_RAY_ADDRESS
 
 
 def ensure_ray(init_kwargs: dict[str, Any] | None = None) -> None:
@@ -17,19 +18,16 @@ def ensure_ray(init_kwargs: dict[str, Any] | None = None) -> None:
     kwargs = dict(init_kwargs or {})
     address = kwargs.pop("address", None) or os.environ.get(ENV_RAY_ADDRESS)
     ray.init(address=address, **kwargs)
+    quiet_ray_logging()
 
 
-def cluster_resources() -> dict[str, float] | None:
-    """Resources of a reachable running cluster (RAY_ADDRESS or a local `ray start`); None when there is none."""
-    import ray
+def quiet_ray_logging() -> None:
+    """Ray Data prints every progress tick at INFO; lf-ray prints its own summary. Raise the console handlers'
+    level (LF_RAY_LOG_LEVEL, default WARNING); Ray's log files under /tmp/ray keep everything."""
+    import ray.data  # noqa: F401  (configures the "ray.data" logger on import; adjust it afterwards)
 
-    if ray.is_initialized():
-        return dict(ray.cluster_resources())
-    try:
-        ray.init(address=os.environ.get(ENV_RAY_ADDRESS) or "auto", log_to_driver=False)
-    except (ConnectionError, RuntimeError, ValueError):
-        return None
-    try:
-        return dict(ray.cluster_resources())
-    finally:
-        ray.shutdown()
+    level = os.environ.get(ENV_LOG_LEVEL, "WARNING").upper()
+    for name in ("ray.data", "ray.train", "ray.tune"):
+        for handler in logging.getLogger(name).handlers:
+            if not isinstance(handler, logging.FileHandler) and "File" not in type(handler).__name__:
+                handler.setLevel(level)

@@ -11,6 +11,8 @@ IGNORE_INDEX = -100
 ENV_HOME = "LF_RAY_HOME"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
 ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_LOG_LEVEL = "LF_RAY_LOG_LEVEL"
+"""Log level of the Ray libraries' own messages (default WARNING: lf-ray prints its own summaries)."""
 
 BUILTIN_PREFIX = "builtin:"
 """`model_name_or_path: builtin:tiny-llama` names a model lf-ray builds locally."""

@@ -38,6 +38,6 @@ def print_preprocess_summary(result: PreprocessResult) -> None:
     timings = manifest.get("timings", {})
     if not result.reused and timings:
         print(
-            f"  {timings['total_s']} s, {timings['rows_per_s']} rows/s, {timings['tokens_per_s']} tokens/s "
-            f"on {manifest.get('workers')} tokenizer actor(s)"
+            f"  {timings['processing_s']} s: {timings['rows_per_s']} rows/s, {timings['tokens_per_s']} tokens/s "
+            f"on {manifest['actors']} tokenizer actor(s) (plus {timings['load_tokenizer_s']} s loading the tokenizer)"
         )

@@ -9,12 +9,15 @@ later run with the same fingerprint (config + data files + tokenizer + lf-ray ve
 from __future__ import annotations
 
 import collections
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lf_ray import __version__
@@ -116,7 +119,7 @@ def encode_table(
 
 
 def tokenize_with_ray(
-    table: pa.Table, spec: TokenizerSpec, kind: ProcessorKind, settings: EncodeSettings, workers: int, batch_size: int
+    table: pa.Table, spec: TokenizerSpec, kind: ProcessorKind, settings: EncodeSettings, actors: int, batch_size: int
 ) -> pa.Table:
     import ray
     import ray.data
@@ -129,7 +132,7 @@ def tokenize_with_ray(
         fn_constructor_kwargs={"spec": spec, "kind": kind, "settings": settings},
         batch_format="pyarrow",
         batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=max(1, min(workers, len(blocks)))),
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=1,
     )
     parts = ray.get(dataset.to_arrow_refs())
@@ -142,33 +145,43 @@ def tokenize_with_ray(
 def finish_split(
     table: pa.Table, kind: ProcessorKind, data: DataArguments, tokenizer_ids: dict[str, Any]
 ) -> tuple[pa.Table, dict[str, Any]]:
-    """Remove dropped rows (counting reasons), pack or chunk, and compute the split's statistics."""
-    rows = table.to_pylist()
-    kept = [row for row in rows if row["_drop_reason"] is None]
-    reasons = collections.Counter(row["_drop_reason"] for row in rows if row["_drop_reason"] is not None)
-    examples = [f"{row['_origin']}: {row['_drop_reason']}" for row in rows if row["_drop_reason"]][:MAX_DROP_EXAMPLES]
-    truncated = sum(1 for row in kept if row["_truncated"])
+    """Remove dropped rows (counting reasons), pack or chunk, and compute the split's statistics.
+
+    Columnar (pyarrow) where it can be; only packing needs the rows as Python lists.
+    """
+    dropped_mask = pc.is_valid(table.column("_drop_reason"))
+    dropped = table.filter(dropped_mask)
+    reasons = collections.Counter(dropped.column("_drop_reason").to_pylist())
+    examples = [f"{row['_origin']}: {row['_drop_reason']}" for row in dropped.slice(0, MAX_DROP_EXAMPLES).to_pylist()]
+    kept = table.filter(pc.invert(dropped_mask))
+    truncated = pc.sum(kept.column("_truncated")).as_py() or 0
     columns = list(COLUMNS[kind]) + (["kto_tags"] if kind == "feedback" else [])
-    if kind == "pretrain":
-        kept = truncate_pretrain(kept, data.cutoff_len) if not data.packing else kept
-        truncated = sum(1 for row in kept if row.get("_truncated"))
-        if data.packing:
-            kept = chunk_pretrain(kept, data.cutoff_len, tokenizer_ids["bos"] if tokenizer_ids["add_bos"] else None)
-    if kind == "supervised" and data.packing:
-        # counted before packing: plain packing marks its padding with attention 1
-        tokens = sum(len(row["input_ids"]) for row in kept if len(row["input_ids"]) <= data.cutoff_len)
-        kept, too_long = pack_supervised(kept, data.cutoff_len, tokenizer_ids["pad"], data.neat_packing)
+    tokens = sum(pc.sum(pc.list_value_length(kept.column(c))).as_py() or 0 for c in columns if "attention" in c)
+
+    if kind == "pretrain" and data.packing:
+        bos = tokenizer_ids["bos"] if tokenizer_ids["add_bos"] else None
+        rows = chunk_pretrain(kept.select(["input_ids"]).to_pylist(), data.cutoff_len, bos)
+        tokens = len(rows) * data.cutoff_len
+    elif kind == "pretrain":
+        rows = truncate_pretrain(kept.select(["input_ids", "attention_mask"]).to_pylist(), data.cutoff_len)
+        truncated = sum(1 for row in rows if row["_truncated"])
+        tokens = sum(len(row["input_ids"]) for row in rows)
+    elif kind == "supervised" and data.packing:
+        lengths = pc.list_value_length(kept.column("input_ids"))
+        tokens = pc.sum(pc.if_else(pc.less_equal(lengths, data.cutoff_len), lengths, 0)).as_py() or 0
+        pad_id = tokenizer_ids["pad"]
+        rows, too_long = pack_supervised(kept.select(columns).to_pylist(), data.cutoff_len, pad_id, data.neat_packing)
         if too_long:
             reasons[f"longer than cutoff_len {data.cutoff_len}, cannot be packed"] += too_long
         columns = ["input_ids", "attention_mask", "position_ids", "labels"]
     else:
-        tokens = sum(sum(row[c]) for row in kept for c in row if c.endswith("attention_mask"))
-    out = pa.Table.from_pylist(
-        [{column: row[column] for column in columns} for row in kept],
-        schema=pa.schema([pa.field(c, pa.bool_() if c == "kto_tags" else _IDS) for c in columns]),
-    )
+        rows = None
+    if rows is None:
+        out = kept.select(columns).cast(_schema(columns))
+    else:
+        out = pa.Table.from_pylist([{c: row[c] for c in columns} for row in rows], schema=_schema(columns))
     stats = {
-        "rows_in": len(rows),
+        "rows_in": table.num_rows,
         "rows_out": out.num_rows,
         "tokens": tokens,  # real (non-padding) tokens
         "truncated": truncated,
@@ -178,6 +191,10 @@ def finish_split(
         "columns": columns,
     }
     return out, stats
+
+
+def _schema(columns: list[str]) -> pa.Schema:
+    return pa.schema([pa.field(c, pa.bool_() if c == "kto_tags" else _IDS) for c in columns])
 
 
 def write_split(table: pa.Table, directory: Path) -> list[str]:
@@ -279,17 +296,18 @@ def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessRe
     if not cfg.data.dataset and not cfg.data.eval_dataset:
         raise DataError("nothing to preprocess: set `dataset` (and/or `eval_dataset`), e.g. dataset: identity")
 
-    started = time.perf_counter()
     stage, data = cfg.finetuning.stage, cfg.data
-    splits = load_canonical_splits(data, stage, cfg.training.get("seed", 42))
-    spec = _tokenizer_spec(cfg)
-    tokenizer, _ = spec.load()  # fails here, before any Ray work, if the template does not fit the tokenizer
+    timings: dict[str, float] = collections.defaultdict(float)
+    with _timed(timings, "read_convert_s"):
+        splits = load_canonical_splits(data, stage, cfg.training.get("seed", 42))
+    with _timed(timings, "load_tokenizer_s"):  # fails here, before any Ray work, if the template does not fit
+        spec = _tokenizer_spec(cfg)
+        tokenizer, _ = spec.load()
     ids = {
         "pad": tokenizer.pad_token_id,
         "bos": tokenizer.bos_token_id,
         "add_bos": getattr(tokenizer, "add_bos_token", False),
     }
-    read_seconds = time.perf_counter() - started
 
     from lf_ray.cluster import ensure_ray
 
@@ -306,20 +324,39 @@ def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessRe
         for split_name, table, kind in jobs:
             if table is None:
                 continue
-            tokenized = tokenize_with_ray(table, spec, kind, settings, workers, data.preprocessing_batch_size)
-            out, stats = finish_split(tokenized, kind, data, ids)
-            if out.num_rows == 0:
-                raise DataError(
-                    f"the {split_name} split is empty after preprocessing ({stats['rows_in']} rows in); "
-                    f"dropped because: {stats['drop_reasons'] or 'nothing left after packing'}; examples: "
-                    f"{stats['drop_examples']}. Check that the datasets suit stage `{stage}` and cutoff_len"
-                )
-            stats["processor"] = kind
-            stats["files"] = write_split(out, tmp / split_name)
+            actors = pool_size(table.num_rows, workers, data.preprocessing_batch_size)
+            with _timed(timings, "tokenize_s"):
+                tokenized = tokenize_with_ray(table, spec, kind, settings, actors, data.preprocessing_batch_size)
+            with _timed(timings, "pack_write_s"):
+                out, stats = finish_split(tokenized, kind, data, ids)
+                _refuse_empty(out, stats, split_name, stage)
+                stats["files"] = write_split(out, tmp / split_name)
+            stats.update(processor=kind, actors=actors)
             split_stats[split_name] = stats
-        manifest = _manifest(plan, spec, splits, split_stats, workers, read_seconds, time.perf_counter() - started)
+        manifest = _manifest(plan, spec, splits, split_stats, timings)
         write_json(tmp / MANIFEST_NAME, manifest)
     return PreprocessResult(plan.path, manifest, reused=False)
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    started = time.perf_counter()
+    yield
+    timings[key] += time.perf_counter() - started
+
+
+def pool_size(rows: int, workers: int, batch_size: int) -> int:
+    """Tokenizer actors: as many as asked for, but never more than there are batches to give them."""
+    return max(1, min(workers, -(-rows // batch_size)))
+
+
+def _refuse_empty(out: pa.Table, stats: dict[str, Any], split_name: str, stage: str) -> None:
+    if out.num_rows == 0:
+        raise DataError(
+            f"the {split_name} split is empty after preprocessing ({stats['rows_in']} rows in); "
+            f"dropped because: {stats['drop_reasons'] or 'nothing left after packing'}; examples: "
+            f"{stats['drop_examples']}. Check that the datasets suit stage `{stage}` and cutoff_len"
+        )
 
 
 def _available_cpus() -> int:
@@ -328,9 +365,11 @@ def _available_cpus() -> int:
     return max(1, int(ray.available_resources().get("CPU", 1)))
 
 
-def _manifest(plan, spec, splits, split_stats, workers, read_seconds, total_seconds) -> dict[str, Any]:
+def _manifest(plan, spec, splits, split_stats, timings) -> dict[str, Any]:
     rows_in = sum(s["rows_in"] for s in split_stats.values())
     tokens = sum(s["tokens"] for s in split_stats.values())
+    # the step's own work; loading the tokenizer (a one-off model build for builtin models) is reported apart
+    seconds = timings["read_convert_s"] + timings["tokenize_s"] + timings["pack_write_s"]
     return {
         "kind": "tokenized_dataset",
         "status": "complete",
@@ -346,12 +385,12 @@ def _manifest(plan, spec, splits, split_stats, workers, read_seconds, total_seco
         "tokens": tokens,  # real (non-padding) tokens
         "truncated": sum(s["truncated"] for s in split_stats.values()),
         "dropped": sum(s["dropped"] for s in split_stats.values()),
-        "workers": workers,
+        "actors": max(s["actors"] for s in split_stats.values()),
         "timings": {
-            "read_convert_s": round(read_seconds, 3),
-            "total_s": round(total_seconds, 3),
-            "rows_per_s": round(rows_in / total_seconds, 1) if total_seconds else None,
-            "tokens_per_s": round(tokens / total_seconds, 1) if total_seconds else None,
+            **{key: round(value, 3) for key, value in timings.items()},
+            "processing_s": round(seconds, 3),
+            "rows_per_s": round(rows_in / seconds, 1) if seconds else None,
+            "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         },
         "inputs": plan.inputs,
     }
