@@ -20,7 +20,7 @@ from pathlib import Path
 from lf_ray.config import prepare_config
 from lf_ray.constants import DEMO_DATA_DIR
 from lf_ray.data.loader import load_canonical_splits
-from lf_ray.data.preprocess import _tokenizer_spec, run_preprocess
+from lf_ray.data.preprocess import run_preprocess, tokenizer_spec
 from lf_ray.data.processors import EncodeSettings, encode_row
 
 
@@ -43,7 +43,7 @@ def baseline(cfg) -> tuple[float, int]:
 
     started = time.perf_counter()
     splits = load_canonical_splits(cfg.data, "sft", 42)
-    tokenizer, template = _tokenizer_spec(cfg).load()
+    tokenizer, template = tokenizer_spec(cfg).load()
     settings = EncodeSettings(cfg.data.cutoff_len)
 
     def encode(batch):

@@ -65,11 +65,16 @@ class TokenizerSpec:
     trust_remote_code: bool
 
     def load(self) -> tuple[PreTrainedTokenizerBase, Template]:
-        from lf_ray.data.templates import resolve_template
         from lf_ray.model.loader import load_tokenizer
 
         tokenizer = load_tokenizer(self.model_path, trust_remote_code=self.trust_remote_code)
-        template = resolve_template(
+        return tokenizer, self.fix(tokenizer)
+
+    def fix(self, tokenizer: PreTrainedTokenizerBase) -> Template:
+        """The template, with `tokenizer` given its eos / pad / stop words (training must see the same ids)."""
+        from lf_ray.data.templates import resolve_template
+
+        return resolve_template(
             tokenizer,
             self.template,
             tool_format=self.tool_format,
@@ -78,7 +83,6 @@ class TokenizerSpec:
             train_on_prompt=self.train_on_prompt,
             resize_vocab=self.resize_vocab,
         )
-        return tokenizer, template
 
 
 def output_schema(kind: ProcessorKind) -> pa.Schema:
@@ -272,7 +276,7 @@ def default_tokenized_path(cfg: LfRayConfig, digest: str) -> Path:
     return lf_ray_home() / "datasets" / f"{cfg.finetuning.stage}-{digest[:16]}"
 
 
-def _tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
+def tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
     from lf_ray.model.loader import default_template_for
 
     data, model = cfg.data, cfg.model
@@ -301,7 +305,7 @@ def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessRe
     with _timed(timings, "read_convert_s"):
         splits = load_canonical_splits(data, stage, cfg.training.get("seed", 42))
     with _timed(timings, "load_tokenizer_s"):  # fails here, before any Ray work, if the template does not fit
-        spec = _tokenizer_spec(cfg)
+        spec = tokenizer_spec(cfg)
         tokenizer, _ = spec.load()
     ids = {
         "pad": tokenizer.pad_token_id,

@@ -9,7 +9,7 @@ import pytest
 
 from lf_ray.config import prepare_config
 from lf_ray.data.loader import load_canonical_splits
-from lf_ray.data.preprocess import _tokenizer_spec, encode_table, run_preprocess
+from lf_ray.data.preprocess import encode_table, run_preprocess, tokenizer_spec
 from lf_ray.data.processors import EncodeSettings
 from lf_ray.errors import DataError
 
@@ -40,7 +40,7 @@ def test_output_equals_the_pure_processors(tmp_path):
     assert not result.reused
 
     splits = load_canonical_splits(cfg.data, "sft", cfg.training.get("seed", 42))
-    tokenizer, template = _tokenizer_spec(cfg).load()
+    tokenizer, template = tokenizer_spec(cfg).load()
     expected = encode_table(splits.train, template, tokenizer, "supervised", EncodeSettings(128)).to_pylist()
     expected = [
         {key: row[key] for key in ("input_ids", "attention_mask", "labels")}
