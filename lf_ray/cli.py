@@ -14,6 +14,7 @@ from lf_ray import __version__
 from lf_ray.errors import LfRayError
 
 CONFIG_HELP = "a YAML or JSON config with LLaMA-Factory's keys (see `lf-ray keys`)"
+STAGE_ALIASES = ("pt", "sft", "rm", "dpo", "kto")
 OVERRIDES_HELP = "key=value pairs that override the config file, e.g. learning_rate=1e-4 dataset=identity"
 
 
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     preprocess = _add_config_command(sub, "preprocess", "tokenize the config's datasets with Ray Data into Parquet")
     preprocess.add_argument("--workers", type=int, help="tokenizer actors (default: preprocessing_num_workers or CPUs)")
+
+    _add_config_command(sub, "train", "train a stage (pt, sft, rm, dpo, kto) on a Ray Train worker group")
+    for stage in STAGE_ALIASES:
+        _add_config_command(sub, stage, f"train with stage: {stage} (same as `lf-ray train CONFIG stage={stage}`)")
 
     keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
     keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, training)")
@@ -136,6 +141,21 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from lf_ray.data.preprocess import plan_preprocess
+    from lf_ray.reporting import print_dry_run, print_train_plan, print_train_summary
+    from lf_ray.train.launcher import run_training
+
+    stage = [f"stage={args.command}"] if args.command in STAGE_ALIASES else []
+    cfg = _load(args.config, [*args.overrides, *stage])
+    if args.dry_run:
+        print_dry_run(cfg, plan_preprocess(cfg))
+        print_train_plan(cfg)
+        return 0
+    print_train_summary(run_training(cfg))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lf_ray.constants import DEMO_CONFIG
     from lf_ray.data.preprocess import plan_preprocess, run_preprocess
@@ -157,4 +177,6 @@ COMMANDS = {
     "model": cmd_model,
     "preprocess": cmd_preprocess,
     "demo": cmd_demo,
+    "train": cmd_train,
+    **dict.fromkeys(STAGE_ALIASES, cmd_train),
 }

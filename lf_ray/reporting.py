@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
     from lf_ray.data.preprocess import PreprocessPlan, PreprocessResult
+    from lf_ray.train.launcher import TrainResult
 
 
 def print_dry_run(cfg: LfRayConfig, plan: PreprocessPlan) -> None:
@@ -41,3 +42,26 @@ def print_preprocess_summary(result: PreprocessResult) -> None:
             f"  {timings['processing_s']} s: {timings['rows_per_s']} rows/s, {timings['tokens_per_s']} tokens/s "
             f"on {manifest['actors']} tokenizer actor(s) (plus {timings['load_tokenizer_s']} s loading the tokenizer)"
         )
+
+
+def print_train_plan(cfg: LfRayConfig) -> None:
+    from lf_ray.train.launcher import default_run_name, storage_path
+
+    ray = cfg.ray
+    resources = ray.resources_per_worker or "auto: {GPU: 1} when the cluster has GPUs, else {CPU: 1}"
+    print("\n# plan: train (dry run)")
+    print(f"stage        {cfg.finetuning.stage} / {cfg.finetuning.finetuning_type}")
+    print(f"workers      {ray.ray_num_workers} x {resources}, placement {ray.placement_strategy}")
+    print(f"ray run      {storage_path(cfg)}/{default_run_name(cfg)} (resumes from its last checkpoint if any)")
+    print(f"failures     up to {ray.max_failures} restarts from the last checkpoint")
+    print(f"output_dir   {cfg.training.get('output_dir')}")
+
+
+def print_train_summary(result: TrainResult) -> None:
+    print(f"train: done, outputs in {result.output_dir}")
+    print(f"  ray run     {result.run_path}")
+    print(f"  checkpoint  {result.checkpoint_path or '-'}")
+    shown = {
+        k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items() if "loss" in k or k == "step"
+    }
+    print(f"  metrics     {shown}")

@@ -1,0 +1,196 @@
+"""The train step on Ray Train: a `TorchTrainer` worker group per stage, with checkpoints and fault tolerance.
+
+The driver makes sure the tokenized dataset exists (the preprocess step, reused when cached), builds the
+ScalingConfig / RunConfig / CheckpointConfig / FailureConfig from the config's Ray keys, and hands each
+worker its shard of the Parquet. A run keeps its name between invocations, so Ray Train restores it from
+its last checkpoint unless `overwrite_output_dir` is set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR
+from lf_ray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from ray.train import RunConfig, ScalingConfig
+
+    from lf_ray.config import LfRayConfig, RayArguments
+
+TRAINABLE_STAGES = ("pt", "sft", "rm", "dpo", "kto")
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    run_path: str
+    checkpoint_path: str | None
+    metrics: dict[str, Any]
+    dataset_path: Path
+
+
+def worker_resources(ray_args: RayArguments, cluster_gpus: float) -> dict[str, float]:
+    """`resources_per_worker`, or one GPU per worker when the cluster has GPUs, else one CPU."""
+    if ray_args.resources_per_worker:
+        return {key: float(value) for key, value in ray_args.resources_per_worker.items()}
+    return {"GPU": 1.0} if cluster_gpus > 0 else {"CPU": 1.0}
+
+
+def build_scaling_config(ray_args: RayArguments, cluster_gpus: float) -> ScalingConfig:
+    from ray.train import ScalingConfig
+
+    resources = worker_resources(ray_args, cluster_gpus)
+    use_gpu = resources.get("GPU", 0) > 0
+    if use_gpu and cluster_gpus <= 0:
+        raise ConfigError(
+            f"resources_per_worker asks for GPUs ({resources}) but the Ray cluster has none; "
+            "add GPU nodes, or set resources_per_worker: {CPU: 1} to train on CPUs"
+        )
+    return ScalingConfig(
+        num_workers=ray_args.ray_num_workers,
+        use_gpu=use_gpu,
+        resources_per_worker=resources,
+        placement_strategy=ray_args.placement_strategy,
+    )
+
+
+def default_run_name(cfg: LfRayConfig) -> str:
+    """Stable across invocations of the same config, so a re-run resumes the same Ray Train run."""
+    if cfg.ray.ray_run_name:
+        return cfg.ray.ray_run_name
+    output = Path(cfg.training.get("output_dir") or "output").expanduser().resolve()
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(output.parts[-3:]))
+    return f"lf_ray_{cfg.finetuning.stage}_{slug}"
+
+
+def storage_path(cfg: LfRayConfig) -> str:
+    """Local paths become absolute (Ray requires it); URIs such as s3:// pass through to pyarrow."""
+    path = cfg.ray.ray_storage_path
+    return path if "://" in path else str(Path(path).expanduser().resolve())
+
+
+def build_run_config(cfg: LfRayConfig) -> RunConfig:
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    filesystem = None
+    if cfg.ray.ray_storage_filesystem:
+        import pyarrow.fs
+
+        filesystem, _ = pyarrow.fs.FileSystem.from_uri(cfg.ray.ray_storage_filesystem)
+    return RunConfig(
+        name=default_run_name(cfg),
+        storage_path=storage_path(cfg),
+        storage_filesystem=filesystem,
+        checkpoint_config=CheckpointConfig(num_to_keep=cfg.training.get("save_total_limit")),
+        failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
+    )
+
+
+def check_trainable(cfg: LfRayConfig) -> None:
+    stage = cfg.finetuning.stage
+    if stage not in TRAINABLE_STAGES:
+        raise ConfigError(f"stage `{stage}` cannot be trained by lf-ray yet; use one of {', '.join(TRAINABLE_STAGES)}")
+    if not cfg.training.get("output_dir"):
+        raise ConfigError("training needs `output_dir` (where the adapter or model, logs and plots go)")
+
+
+def run_training(cfg: LfRayConfig, *, show_progress: bool = True) -> TrainResult:
+    """Preprocess (or reuse), then fit a TorchTrainer; outputs land in `output_dir` in LLaMA-Factory's layout."""
+    import ray
+    import ray.data
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from lf_ray.cluster import ensure_ray
+    from lf_ray.data.preprocess import run_preprocess
+    from lf_ray.train.worker import train_loop_per_worker
+
+    check_trainable(cfg)
+    dataset = run_preprocess(cfg)
+    ensure_ray(cfg.ray.ray_init_kwargs)
+    run_config = build_run_config(cfg)
+    output_dir = Path(cfg.training["output_dir"]).expanduser().resolve()
+    if cfg.training.get("overwrite_output_dir"):
+        _forget_previous_run(run_config, output_dir)
+    scaling = build_scaling_config(cfg.ray, ray.cluster_resources().get("GPU", 0))
+    # Materialized before fit: on small clusters a streaming read would wait forever behind the workers.
+    datasets = {DATASET_TRAIN_DIR: ray.data.read_parquet(str(dataset.path / DATASET_TRAIN_DIR)).materialize()}
+    if (dataset.path / DATASET_EVAL_DIR).exists():
+        datasets[DATASET_EVAL_DIR] = ray.data.read_parquet(str(dataset.path / DATASET_EVAL_DIR)).materialize()
+
+    loop_config = {"config": cfg.to_dict(), "output_dir": str(output_dir), "world_size": scaling.num_workers}
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
+        scaling_config=scaling,
+        run_config=run_config,
+        datasets=datasets,
+    )
+    with _progress(output_dir, enabled=show_progress):
+        result = trainer.fit()
+    return TrainResult(
+        output_dir=output_dir,
+        run_path=result.path,
+        checkpoint_path=result.checkpoint.path if result.checkpoint else None,
+        metrics=_final_metrics(output_dir),
+        dataset_path=dataset.path,
+    )
+
+
+def _final_metrics(output_dir: Path) -> dict[str, Any]:
+    """`all_results.json` as rank 0 wrote it (Ray keeps metrics only alongside checkpoints)."""
+    try:
+        return json.loads((output_dir / "all_results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _forget_previous_run(run_config: RunConfig, output_dir: Path) -> None:
+    """`overwrite_output_dir: true` starts afresh: no resume from the old run or its checkpoints."""
+    if "://" not in run_config.storage_path:
+        shutil.rmtree(Path(run_config.storage_path) / run_config.name, ignore_errors=True)
+    for stale in output_dir.glob("checkpoint-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    (output_dir / "trainer_log.jsonl").unlink(missing_ok=True)
+
+
+class _progress:
+    """Print one line per new `trainer_log.jsonl` entry while the worker group trains."""
+
+    def __init__(self, output_dir: Path, enabled: bool) -> None:
+        self.path, self.enabled = output_dir / "trainer_log.jsonl", enabled
+        self.seen = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._follow, daemon=True)
+
+    def __enter__(self) -> _progress:
+        if self.enabled:
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.enabled:
+            self.thread.join(timeout=5)
+            self._print_new()
+
+    def _follow(self) -> None:
+        while not self.stop.wait(2.0):
+            self._print_new()
+
+    def _print_new(self) -> None:
+        from lf_ray.tracking.trainer_log import format_progress, read_trainer_log
+
+        entries = read_trainer_log(self.path) if self.path.exists() else []
+        if len(entries) < self.seen:  # a resumed run rewrote the log from its checkpoint's step
+            self.seen = 0
+        for entry in entries[self.seen :]:
+            print(f"[train] {format_progress(entry)}", flush=True)
+        self.seen = len(entries)

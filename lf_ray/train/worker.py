@@ -1,0 +1,165 @@
+"""What every Ray Train worker runs: its data shard → model + adapter → the stage's trainer → train → save.
+
+Reads top to bottom like LLaMA-Factory's `workflow.py`; the stage modules differ only in the trainer they
+build. Rank 0 writes LLaMA-Factory's output layout into `output_dir`; checkpoints go to Ray's storage
+through `RayTrainReportCallback`, and a restarted group resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import datasets
+    from transformers import Trainer
+
+    from lf_ray.config import LfRayConfig
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
+    import ray.train
+    import torch
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    from lf_ray.config import prepare_config
+    from lf_ray.data.preprocess import tokenizer_spec
+    from lf_ray.model.loading import load_model
+    from lf_ray.train.arguments import build_training_arguments
+    from lf_ray.train.stages import STAGES, StageContext
+
+    cfg = prepare_config(None, base=loop_config["config"])
+    output_dir = loop_config["output_dir"]
+    if cfg.training.get("deepspeed") and not torch.cuda.is_available():
+        from lf_ray.train.deepspeed import disable_deepspeed_shm_build
+
+        disable_deepspeed_shm_build()
+
+    train_dataset, eval_dataset = _shard("train"), _shard("eval")
+    model, tokenizer = load_model(
+        cfg, for_training=True, task="reward" if cfg.finetuning.stage == "rm" else "causal_lm"
+    )
+    tokenizer_spec(cfg).fix(tokenizer)  # the template's eos / pad / stop words, as preprocessing had them
+    training_args = build_training_arguments(cfg, output_dir=output_dir)
+    context = StageContext(
+        model=model,
+        tokenizer=tokenizer,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        cfg=cfg,
+        training_args=training_args,
+        callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, output_dir)],
+        optimizer=_optimizer(model, training_args, cfg),
+    )
+    trainer = keep_worker_shard(STAGES[cfg.finetuning.stage](context))
+
+    with _resume_point(cfg) as checkpoint:
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+    _save_outputs(trainer, tokenizer, cfg, result.metrics, output_dir)
+    ray.train.report(metrics={**result.metrics, "step": trainer.state.global_step})
+
+
+def _shard(name: str) -> datasets.Dataset | None:
+    """This worker's share of a split (Ray Data `get_dataset_shard`), as a map-style dataset."""
+    import datasets
+    import pyarrow as pa
+    import ray.train
+
+    try:
+        shard = ray.train.get_dataset_shard(name)
+    except KeyError:
+        return None
+    if shard is None:
+        return None
+    blocks = list(shard.iter_batches(batch_size=None, batch_format="pyarrow"))
+    return datasets.Dataset(pa.concat_tables(blocks)) if blocks else None
+
+
+def keep_worker_shard(trainer: Trainer) -> Trainer:
+    """Each worker already holds its own shard: load it as is instead of letting accelerate shard it again."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    base = trainer.__class__
+
+    class WorkerShardTrainer(base):  # type: ignore[misc, valid-type]
+        def _shard_loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
+            generator = torch.Generator().manual_seed(self.args.seed)
+            return DataLoader(
+                dataset,
+                batch_size=batch_size,
+                shuffle=shuffle,
+                generator=generator if shuffle else None,
+                collate_fn=self.data_collator,
+                drop_last=self.args.dataloader_drop_last,
+                num_workers=self.args.dataloader_num_workers,
+            )
+
+        def get_train_dataloader(self) -> DataLoader:
+            return self._shard_loader(self.train_dataset, self._train_batch_size, shuffle=True)
+
+        def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
+            dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+            return self._shard_loader(dataset, self.args.eval_batch_size, shuffle=False)
+
+    WorkerShardTrainer.__name__ = base.__name__
+    trainer.__class__ = WorkerShardTrainer
+    return trainer
+
+
+def _optimizer(model, training_args, cfg: LfRayConfig):
+    if not cfg.finetuning.loraplus_lr_ratio:
+        return None
+    from lf_ray.model.adapters import create_loraplus_optimizer
+
+    return create_loraplus_optimizer(model, training_args, cfg)
+
+
+def _tracking_callbacks(cfg: LfRayConfig, output_dir: str) -> list[Any]:
+    from lf_ray.tracking.trainer_log import TrainerLogCallback
+
+    callbacks: list[Any] = [TrainerLogCallback(output_dir)]
+    report_to = cfg.training.get("report_to") or []
+    if "mlflow" in ([report_to] if isinstance(report_to, str) else report_to):
+        from lf_ray.tracking.mlflow_tracking import MlflowCallback
+
+        callbacks.append(MlflowCallback(cfg))
+    return callbacks
+
+
+@contextlib.contextmanager
+def _resume_point(cfg: LfRayConfig) -> Iterator[str | None]:
+    """`resume_from_checkpoint` when given, else the run's latest Ray checkpoint (a restart or a re-run)."""
+    import ray.train
+
+    if cfg.training.get("resume_from_checkpoint"):
+        yield cfg.training["resume_from_checkpoint"]
+        return
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        yield None
+        return
+    with checkpoint.as_directory() as directory:
+        yield f"{directory}/{_checkpoint_subdir()}"
+
+
+def _checkpoint_subdir() -> str:
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+
+    return RayTrainReportCallback.CHECKPOINT_NAME
+
+
+def _save_outputs(trainer: Trainer, tokenizer, cfg: LfRayConfig, metrics: dict[str, Any], output_dir: str) -> None:
+    """LLaMA-Factory's layout: model or adapter, tokenizer, train/all results, state, loss plot, eval metrics."""
+    trainer.save_model(output_dir)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(output_dir)
+    if trainer.eval_dataset is not None and cfg.training.get("do_eval", True):
+        trainer.save_metrics("eval", trainer.evaluate())
+    if cfg.finetuning.plot_loss and trainer.is_world_process_zero():
+        from lf_ray.tracking.plot import plot_loss
+
+        plot_loss(output_dir)
