@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 _PATH_PREFIXES = ("/", "./", "../", "~")
 
 
-def _looks_like_path(name_or_path: str) -> bool:
+def looks_like_path(name_or_path: str) -> bool:
     """A hub id is `name` or `org/name`; anything else that names no folder was meant as a local path."""
     return name_or_path.startswith(_PATH_PREFIXES) or name_or_path.count("/") > 1
 
@@ -36,7 +36,7 @@ def resolve_model_path(name_or_path: str) -> str:
             f"model_name_or_path {name_or_path!r} is a file, not a model folder. "
             "Fix: point it at the folder that holds config.json and the weights."
         )
-    if _looks_like_path(name_or_path):
+    if looks_like_path(name_or_path):
         raise ModelError(
             f"Model folder {name_or_path!r} does not exist (resolved to {path.absolute()}). "
             f"Fix: check the path, or use a builtin model such as {BUILTIN_PREFIX}tiny-llama "
@@ -54,7 +54,7 @@ def default_template_for(model_name_or_path: str) -> str | None:
     return marker.get("template") if marker else None
 
 
-def _load_error(what: str, model_name_or_path: str, resolved: str, err: Exception) -> ModelError:
+def load_error(what: str, model_name_or_path: str, resolved: str, err: Exception) -> ModelError:
     where = model_name_or_path if resolved == model_name_or_path else f"{model_name_or_path} ({resolved})"
     return ModelError(
         f"Cannot load the {what} of {where}: {err} "
@@ -71,7 +71,7 @@ def load_tokenizer(model_name_or_path: str, **kwargs: Any) -> PreTrainedTokenize
     try:
         return AutoTokenizer.from_pretrained(resolved, **kwargs)
     except (OSError, ValueError) as err:
-        raise _load_error("tokenizer", model_name_or_path, resolved, err) from err
+        raise load_error("tokenizer", model_name_or_path, resolved, err) from err
 
 
 def load_causal_lm(model_name_or_path: str, **kwargs: Any) -> PreTrainedModel:
@@ -82,4 +82,4 @@ def load_causal_lm(model_name_or_path: str, **kwargs: Any) -> PreTrainedModel:
     try:
         return AutoModelForCausalLM.from_pretrained(resolved, **kwargs)
     except (OSError, ValueError) as err:
-        raise _load_error("model", model_name_or_path, resolved, err) from err
+        raise load_error("model", model_name_or_path, resolved, err) from err
