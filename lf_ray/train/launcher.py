@@ -124,7 +124,11 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True) -> TrainResult
     if (dataset.path / DATASET_EVAL_DIR).exists():
         datasets[DATASET_EVAL_DIR] = ray.data.read_parquet(str(dataset.path / DATASET_EVAL_DIR)).materialize()
 
-    loop_config = {"config": cfg.to_dict(), "output_dir": str(output_dir), "world_size": scaling.num_workers}
+    loop_config = {"config": cfg.to_dict(), "output_dir": str(output_dir), "deepspeed": None}
+    if cfg.training.get("deepspeed"):  # resolved here: workers run elsewhere, where a relative path means nothing
+        from lf_ray.train.deepspeed import resolve_deepspeed_config
+
+        loop_config["deepspeed"] = resolve_deepspeed_config(cfg.training["deepspeed"], on_cpu=not scaling.use_gpu)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,

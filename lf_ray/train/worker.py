@@ -31,17 +31,18 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     cfg = prepare_config(None, base=loop_config["config"])
     output_dir = loop_config["output_dir"]
-    if cfg.training.get("deepspeed") and not torch.cuda.is_available():
+    if loop_config.get("deepspeed") and not torch.cuda.is_available():
         from lf_ray.train.deepspeed import disable_deepspeed_shm_build
 
-        disable_deepspeed_shm_build()
+        disable_deepspeed_shm_build()  # its C++ op would JIT-compile for ~90 s at every start on CPU
 
     train_dataset, eval_dataset = _shard("train"), _shard("eval")
-    model, tokenizer = load_model(
-        cfg, for_training=True, task="reward" if cfg.finetuning.stage == "rm" else "causal_lm"
+    tokenizer, _ = tokenizer_spec(cfg).load()  # with the template's eos / pad / stop words, as preprocessing had
+    task = "reward" if cfg.finetuning.stage == "rm" else "causal_lm"
+    model, tokenizer = load_model(cfg, for_training=True, task=task, tokenizer=tokenizer)
+    training_args = build_training_arguments(
+        cfg, output_dir=output_dir, overrides=_argument_overrides(cfg, loop_config)
     )
-    tokenizer_spec(cfg).fix(tokenizer)  # the template's eos / pad / stop words, as preprocessing had them
-    training_args = build_training_arguments(cfg, output_dir=output_dir)
     context = StageContext(
         model=model,
         tokenizer=tokenizer,
@@ -49,7 +50,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         eval_dataset=eval_dataset,
         cfg=cfg,
         training_args=training_args,
-        callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, output_dir)],
+        callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg)],
         optimizer=_optimizer(model, training_args, cfg),
     )
     trainer = keep_worker_shard(STAGES[cfg.finetuning.stage](context))
@@ -108,6 +109,16 @@ def keep_worker_shard(trainer: Trainer) -> Trainer:
     return trainer
 
 
+def _argument_overrides(cfg: LfRayConfig, loop_config: dict[str, Any]) -> dict[str, Any]:
+    """The DeepSpeed config the driver resolved, and `report_to` minus mlflow (lf-ray's own callback logs it)."""
+    from lf_ray.tracking.mlflow_tracking import report_to_without_mlflow
+
+    overrides: dict[str, Any] = {"report_to": report_to_without_mlflow(cfg.training.get("report_to")) or "none"}
+    if loop_config.get("deepspeed"):
+        overrides["deepspeed"] = loop_config["deepspeed"]
+    return overrides
+
+
 def _optimizer(model, training_args, cfg: LfRayConfig):
     if not cfg.finetuning.loraplus_lr_ratio:
         return None
@@ -116,15 +127,13 @@ def _optimizer(model, training_args, cfg: LfRayConfig):
     return create_loraplus_optimizer(model, training_args, cfg)
 
 
-def _tracking_callbacks(cfg: LfRayConfig, output_dir: str) -> list[Any]:
+def _tracking_callbacks(cfg: LfRayConfig) -> list[Any]:
+    from lf_ray.tracking.mlflow_tracking import MlflowCallback, wants_mlflow
     from lf_ray.tracking.trainer_log import TrainerLogCallback
 
-    callbacks: list[Any] = [TrainerLogCallback(output_dir)]
-    report_to = cfg.training.get("report_to") or []
-    if "mlflow" in ([report_to] if isinstance(report_to, str) else report_to):
-        from lf_ray.tracking.mlflow_tracking import MlflowCallback
-
-        callbacks.append(MlflowCallback(cfg))
+    callbacks: list[Any] = [TrainerLogCallback()]
+    if wants_mlflow(cfg.training.get("report_to")):
+        callbacks.append(MlflowCallback.from_config(cfg))
     return callbacks
 
 
