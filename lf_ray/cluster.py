@@ -14,6 +14,7 @@ def ensure_ray(init_kwargs: dict[str, Any] | None = None) -> None:
     import ray
 
     if ray.is_initialized():
+        quiet_ray_logging()
         return
     kwargs = dict(init_kwargs or {})
     address = kwargs.pop("address", None) or os.environ.get(ENV_RAY_ADDRESS)

@@ -8,6 +8,7 @@ through `RayTrainReportCallback`, and a restarted group resumes from the last on
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -26,11 +27,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from lf_ray.config import prepare_config
     from lf_ray.data.preprocess import tokenizer_spec
     from lf_ray.model.loading import load_model
-    from lf_ray.train.arguments import build_training_arguments
+    from lf_ray.train.arguments import build_training_arguments, training_environment
     from lf_ray.train.stages import STAGES, StageContext
 
     cfg = prepare_config(None, base=loop_config["config"])
     output_dir = loop_config["output_dir"]
+    os.environ.update(training_environment(cfg))  # keys transformers 5 reads from the environment
     if loop_config.get("deepspeed") and not torch.cuda.is_available():
         from lf_ray.train.deepspeed import disable_deepspeed_shm_build
 
@@ -98,7 +100,8 @@ def keep_worker_shard(trainer: Trainer) -> Trainer:
             )
 
         def get_train_dataloader(self) -> DataLoader:
-            return self._shard_loader(self.train_dataset, self._train_batch_size, shuffle=True)
+            shuffle = getattr(self.args, "train_sampling_strategy", "random") != "sequential"
+            return self._shard_loader(self.train_dataset, self._train_batch_size, shuffle=shuffle)
 
         def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
             dataset = self.eval_dataset if eval_dataset is None else eval_dataset
@@ -110,12 +113,20 @@ def keep_worker_shard(trainer: Trainer) -> Trainer:
 
 
 def _argument_overrides(cfg: LfRayConfig, loop_config: dict[str, Any]) -> dict[str, Any]:
-    """The DeepSpeed config the driver resolved, and `report_to` minus mlflow (lf-ray's own callback logs it)."""
+    """The DeepSpeed config the driver resolved, `report_to` minus mlflow (lf-ray's own callback logs it), and
+    on CPU the gloo DDP settings that make transformers see Ray's worker group as one distributed job."""
+    import torch
+
     from lf_ray.tracking.mlflow_tracking import report_to_without_mlflow
 
     overrides: dict[str, Any] = {"report_to": report_to_without_mlflow(cfg.training.get("report_to")) or "none"}
     if loop_config.get("deepspeed"):
         overrides["deepspeed"] = loop_config["deepspeed"]
+    elif not torch.cuda.is_available():  # else HF takes the gloo worker group for one process and trains alone
+        overrides.update(use_cpu=True, ddp_backend="gloo")
+    if cfg.finetuning.finetuning_type == "lora" and cfg.training.get("ddp_find_unused_parameters") is None:
+        # LLaMA-Factory's rule: a PeftModel under reentrant checkpointing must not search for unused params
+        overrides["ddp_find_unused_parameters"] = False
     return overrides
 
 

@@ -1,0 +1,69 @@
+"""Training stages as real Ray Train worker groups on CPU, with the builtin tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lf_ray.config import prepare_config
+from lf_ray.tracking.trainer_log import read_trainer_log
+from lf_ray.train.launcher import run_training
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _cfg(tmp_path, stage: str, dataset: str, *overrides: str):
+    base = [
+        "model_name_or_path=builtin:tiny-llama",
+        f"stage={stage}",
+        "do_train=true",
+        "finetuning_type=lora",
+        "lora_rank=8",
+        "dataset_dir=builtin",
+        f"dataset={dataset}",
+        "cutoff_len=96",
+        "max_samples=16",
+        "per_device_train_batch_size=4",
+        "learning_rate=0.01",
+        "num_train_epochs=6",
+        "logging_steps=1",
+        "save_steps=1000",
+        "report_to=none",
+        "plot_loss=true",
+        f"output_dir={tmp_path / 'out'}",
+        f"ray_storage_path={tmp_path / 'ray'}",
+        "ray_num_workers=2",
+        'resources_per_worker={"CPU": 1}',
+    ]
+    return prepare_config(None, [*base, *overrides])
+
+
+def _losses(output_dir):
+    return [entry["loss"] for entry in read_trainer_log(output_dir / "trainer_log.jsonl") if entry.get("loss")]
+
+
+STAGE_CASES = [
+    ("sft", "identity", []),
+    ("pt", "c4_demo", []),
+    ("dpo", "dpo_en_demo", ["pref_loss=sigmoid"]),
+    ("dpo", "dpo_en_demo", ["pref_loss=orpo"]),
+    ("kto", "kto_en_demo", []),
+    ("rm", "dpo_en_demo", []),
+]
+
+
+@pytest.mark.parametrize(("stage", "dataset", "extra"), STAGE_CASES, ids=lambda v: str(v))
+def test_stage_trains_with_two_workers_and_writes_llamafactory_outputs(tmp_path, stage, dataset, extra):
+    result = run_training(_cfg(tmp_path, stage, dataset, *extra), show_progress=False)
+    out = result.output_dir
+    losses = _losses(out)
+    assert len(losses) >= 4 and losses[-1] < losses[0], losses  # overfitting a small fixed set
+    assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
+    assert (out / "tokenizer_config.json").is_file()
+    for name in ("train_results.json", "all_results.json", "trainer_state.json", "training_loss.png"):
+        assert (out / name).is_file(), name
+    log = read_trainer_log(out / "trainer_log.jsonl")
+    steps = [entry["current_steps"] for entry in log if entry.get("loss")]
+    assert steps == sorted(set(steps)) and log[-1]["total_steps"] == steps[-1]
+    assert json.loads((out / "all_results.json").read_text())["train_loss"] > 0
