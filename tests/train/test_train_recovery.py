@@ -1,0 +1,93 @@
+"""Checkpoints, resume, worker failure and DeepSpeed on a real Ray Train worker group (CPU, tiny model)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from lf_ray.config import prepare_config
+from lf_ray.tracking.trainer_log import read_trainer_log
+from lf_ray.train.launcher import run_training
+
+pytestmark = pytest.mark.usefixtures("ray_session")
+
+
+def _cfg(tmp_path, *overrides: str):
+    base = [
+        "model_name_or_path=builtin:tiny-llama",
+        "stage=sft",
+        "do_train=true",
+        "finetuning_type=lora",
+        "dataset_dir=builtin",
+        "dataset=identity",
+        "cutoff_len=96",
+        "per_device_train_batch_size=2",
+        "learning_rate=0.005",
+        "logging_steps=1",
+        "report_to=none",
+        f"output_dir={tmp_path / 'out'}",
+        f"ray_storage_path={tmp_path / 'ray'}",
+        "ray_num_workers=2",
+        'resources_per_worker={"CPU": 1}',
+    ]
+    return prepare_config(None, [*base, *overrides])
+
+
+def _logged_steps(output_dir):
+    return [entry["current_steps"] for entry in read_trainer_log(output_dir / "trainer_log.jsonl") if "loss" in entry]
+
+
+def test_a_second_run_resumes_at_the_next_step(tmp_path):
+    first = run_training(_cfg(tmp_path, "max_steps=4", "save_steps=2"), show_progress=False)
+    assert _logged_steps(first.output_dir) == [1, 2, 3, 4]
+    assert first.checkpoint_path is not None
+
+    second = run_training(_cfg(tmp_path, "max_steps=8", "save_steps=2"), show_progress=False)
+    assert _logged_steps(second.output_dir) == [1, 2, 3, 4, 5, 6, 7, 8]  # continued at 5, nothing twice
+    assert second.metrics["train_runtime"] > 0
+
+    fresh = run_training(
+        _cfg(tmp_path, "max_steps=3", "save_steps=2", "overwrite_output_dir=true"), show_progress=False
+    )
+    assert _logged_steps(fresh.output_dir) == [1, 2, 3]  # overwrite_output_dir starts over
+
+
+def _ray_train_worker_pids() -> list[int]:
+    from ray.util.state import list_actors
+
+    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    return [actor.pid for actor in actors]
+
+
+def test_a_killed_worker_restores_from_the_last_checkpoint_and_finishes(tmp_path):
+    cfg = _cfg(tmp_path, "max_steps=30", "save_steps=4", "max_failures=2")
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(done=run_training(cfg, show_progress=False)))
+    runner.start()
+    killed = None
+    deadline = time.time() + 300
+    while runner.is_alive() and time.time() < deadline and killed is None:
+        if max(_logged_steps(tmp_path / "out") or [0]) >= 6:  # past the checkpoint of step 4
+            killed = _ray_train_worker_pids()[-1]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.2)
+    runner.join(timeout=600)
+    assert killed is not None, "training finished before a worker could be killed"
+    assert killed not in _ray_train_worker_pids()
+    steps = _logged_steps(result["done"].output_dir)
+    assert steps == list(range(1, 31))  # restored at the checkpoint; no step lost or counted twice
+
+
+@pytest.mark.parametrize("zero", ["ds_z2_config.json", "ds_z3_config.json"])
+def test_deepspeed_zero_trains_with_two_cpu_workers_and_saves_a_loadable_model(tmp_path, zero):
+    from transformers import AutoModelForCausalLM
+
+    cfg = _cfg(tmp_path, "finetuning_type=full", f"deepspeed=examples/deepspeed/{zero}", "max_steps=3")
+    result = run_training(cfg, show_progress=False)
+    assert _logged_steps(result.output_dir) == [1, 2, 3]
+    model = AutoModelForCausalLM.from_pretrained(result.output_dir)
+    assert sum(p.numel() for p in model.parameters()) > 500_000
