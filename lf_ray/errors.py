@@ -34,3 +34,7 @@ class TemplateError(LfRayError):
 
 class ModelError(LfRayError):
     """A model or tokenizer cannot be found, built or loaded."""
+
+
+class TrainError(LfRayError):
+    """Training failed on the worker group for a reason that is not a bad input."""

@@ -407,3 +407,17 @@ def trainable_parameter_summary(model: Any) -> str:
     trainable, total = count_parameters(model)
     percent = 100 * trainable / total if total else 0.0
     return f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {percent:.4f}"
+
+
+def check_finetuning(model: PreTrainedModel, cfg: LfRayConfig) -> None:
+    """Check the finetuning settings against the model's structure without changing it. A weightless
+    (meta-device) skeleton is enough, so the driver can refuse bad targets before any worker starts."""
+    ft = cfg.finetuning
+    if ft.finetuning_type == "lora":
+        _lora_targets(model, ft)
+        _check_modules_to_save(model, list(ft.additional_target or []))
+        for path in cfg.model.adapter_name_or_path or []:
+            _check_adapter_path(path, cfg.model.adapter_folder)
+    elif ft.finetuning_type == "freeze":
+        _freeze_layer_ids(ft, _num_layers(model), type(model).__name__)
+        _check_freeze_modules(model, list(ft.freeze_trainable_modules or ["all"]), list(ft.freeze_extra_modules or []))

@@ -8,16 +8,18 @@ its last checkpoint unless `overwrite_output_dir` is set.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR
-from lf_ray.errors import ConfigError
+from lf_ray.errors import ConfigError, LfRayError, TrainError
 
 if TYPE_CHECKING:
     from ray.train import RunConfig, ScalingConfig
@@ -99,6 +101,48 @@ def check_trainable(cfg: LfRayConfig) -> None:
         raise ConfigError(f"stage `{stage}` cannot be trained by lf-ray yet; use one of {', '.join(TRAINABLE_STAGES)}")
     if not cfg.training.get("output_dir"):
         raise ConfigError("training needs `output_dir` (where the adapter or model, logs and plots go)")
+    checkpoint = cfg.training.get("resume_from_checkpoint")
+    if checkpoint and not (Path(checkpoint).expanduser() / "trainer_state.json").is_file():
+        raise ConfigError(
+            f"resume_from_checkpoint `{checkpoint}` is not a readable checkpoint (no trainer_state.json in it); "
+            "point it at a checkpoint-N folder, or remove it to resume from the run's latest checkpoint"
+        )
+
+
+def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
+    """LoRA targets, freeze layers and adapter paths checked on a weightless copy of the model, on the driver."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from lf_ray.model.adapters import check_finetuning
+    from lf_ray.model.loader import resolve_model_path
+
+    path = resolve_model_path(cfg.model.model_name_or_path)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    model_class = AutoModelForSequenceClassification if cfg.finetuning.stage == "rm" else AutoModelForCausalLM
+    with init_empty_weights():
+        skeleton = model_class.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
+    check_finetuning(skeleton, cfg)
+
+
+@contextlib.contextmanager
+def _worker_errors_as_lf_ray_errors() -> Iterator[None]:
+    """A bad input found on a worker reaches the user as that error, not as Ray's wrapper around it."""
+    from ray.train import TrainingFailedError
+
+    try:
+        yield
+    except TrainingFailedError as err:
+        failures = getattr(err, "worker_failures", {}) or {}
+        for failure in failures.values():
+            if isinstance(failure, LfRayError):
+                raise failure from None
+        first = next(iter(failures.values()), err)
+        summary = str(first).strip().splitlines()[-1] if str(first).strip() else type(first).__name__
+        raise TrainError(
+            f"training failed on worker(s) {sorted(failures) or '?'}: {summary}; the workers' full tracebacks are "
+            "above and in the Ray logs (/tmp/ray/session_latest/logs)"
+        ) from err
 
 
 def run_training(cfg: LfRayConfig, *, show_progress: bool = True) -> TrainResult:
@@ -113,6 +157,7 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True) -> TrainResult
 
     check_trainable(cfg)
     dataset = run_preprocess(cfg)
+    check_model_fits_finetuning(cfg)
     ensure_ray(cfg.ray.ray_init_kwargs)
     run_config = build_run_config(cfg)
     output_dir = Path(cfg.training["output_dir"]).expanduser().resolve()
@@ -137,7 +182,7 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True) -> TrainResult
         run_config=run_config,
         datasets=datasets,
     )
-    with _progress(output_dir, enabled=show_progress):
+    with _progress(output_dir, enabled=show_progress), _worker_errors_as_lf_ray_errors():
         result = trainer.fit()
     return TrainResult(
         output_dir=output_dir,

@@ -122,12 +122,24 @@ def _argument_overrides(cfg: LfRayConfig, loop_config: dict[str, Any]) -> dict[s
     overrides: dict[str, Any] = {"report_to": report_to_without_mlflow(cfg.training.get("report_to")) or "none"}
     if loop_config.get("deepspeed"):
         overrides["deepspeed"] = loop_config["deepspeed"]
+        if not torch.cuda.is_available():
+            overrides["accelerator_config"] = {"use_configured_state": True}
+            _configure_deepspeed_state_on_cpu()
     elif not torch.cuda.is_available():  # else HF takes the gloo worker group for one process and trains alone
         overrides.update(use_cpu=True, ddp_backend="gloo")
     if cfg.finetuning.finetuning_type == "lora" and cfg.training.get("ddp_find_unused_parameters") is None:
         # LLaMA-Factory's rule: a PeftModel under reentrant checkpointing must not search for unused params
         overrides["ddp_find_unused_parameters"] = False
     return overrides
+
+
+def _configure_deepspeed_state_on_cpu() -> None:
+    """Without CUDA, accelerate only counts the worker group when given a backend, which transformers' DeepSpeed
+    path does not pass: configure its state for DeepSpeed over gloo here, and let transformers use it."""
+    from accelerate import PartialState
+
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
+    PartialState(backend="gloo")
 
 
 def _optimizer(model, training_args, cfg: LfRayConfig):

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from lf_ray.config import prepare_config
+from lf_ray.errors import ConfigError, ModelError
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.train.launcher import run_training
 
@@ -44,7 +45,7 @@ def _losses(output_dir):
 
 
 STAGE_CASES = [
-    ("sft", "identity", []),
+    ("sft", "identity", ["report_to=mlflow"]),
     ("pt", "c4_demo", []),
     ("dpo", "dpo_en_demo", ["pref_loss=sigmoid"]),
     ("dpo", "dpo_en_demo", ["pref_loss=orpo"]),
@@ -67,3 +68,32 @@ def test_stage_trains_with_two_workers_and_writes_llamafactory_outputs(tmp_path,
     steps = [entry["current_steps"] for entry in log if entry.get("loss")]
     assert steps == sorted(set(steps)) and log[-1]["total_steps"] == steps[-1]
     assert json.loads((out / "all_results.json").read_text())["train_loss"] > 0
+    if "report_to=mlflow" in extra:
+        _assert_mlflow_run(out, stage, len(steps))
+
+
+def _assert_mlflow_run(output_dir, stage: str, logged_steps: int) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from lf_ray.tracking.mlflow_tracking import tracking_uri
+
+    client = MlflowClient(tracking_uri())
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    (run,) = client.search_runs(experiments, filter_string=f"params.output_dir = '{output_dir}'")
+    assert run.data.tags["lf_ray.stage"] == stage and run.info.status == "FINISHED"
+    history = client.get_metric_history(run.info.run_id, "loss")
+    assert [point.step for point in history] == list(range(1, logged_steps + 1))
+    artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
+    assert {"training_loss.png", "trainer_log.jsonl"} <= artifacts
+
+
+def test_bad_inputs_fail_on_the_driver_before_any_worker_starts(tmp_path):
+    with pytest.raises(ConfigError, match="`lora_target` entry q_porj matches no Linear"):
+        run_training(_cfg(tmp_path, "sft", "identity", "lora_target=q_porj"))
+    with pytest.raises(ConfigError, match="freeze_trainable_layers: 5"):
+        run_training(_cfg(tmp_path, "sft", "identity", "finetuning_type=freeze", "freeze_trainable_layers=5"))
+    with pytest.raises(ConfigError, match=r"resume_from_checkpoint .* is not a readable checkpoint"):
+        run_training(_cfg(tmp_path, "sft", "identity", f"resume_from_checkpoint={tmp_path / 'nope'}"))
+    with pytest.raises(ModelError, match="does not exist"):
+        run_training(_cfg(tmp_path, "sft", "identity", "model_name_or_path=./no/such/model"))
+    assert not (tmp_path / "ray").exists()  # no Ray Train run was ever created

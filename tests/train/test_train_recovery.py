@@ -57,10 +57,14 @@ def test_a_second_run_resumes_at_the_next_step(tmp_path):
 
 
 def _ray_train_worker_pids() -> list[int]:
-    from ray.util.state import list_actors
+    """Ray titles actor processes `ray::<Class>...`; Train's workers are RayTrainWorker actors."""
+    import psutil
 
-    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-    return [actor.pid for actor in actors]
+    pids = []
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        if any("ray::RayTrainWorker" in part for part in process.info["cmdline"] or []):
+            pids.append(process.info["pid"])
+    return sorted(pids)
 
 
 def test_a_killed_worker_restores_from_the_last_checkpoint_and_finishes(tmp_path):
@@ -72,7 +76,9 @@ def test_a_killed_worker_restores_from_the_last_checkpoint_and_finishes(tmp_path
     deadline = time.time() + 300
     while runner.is_alive() and time.time() < deadline and killed is None:
         if max(_logged_steps(tmp_path / "out") or [0]) >= 6:  # past the checkpoint of step 4
-            killed = _ray_train_worker_pids()[-1]
+            pids = _ray_train_worker_pids()
+            assert len(pids) == 2, pids
+            killed = pids[-1]
             os.kill(killed, signal.SIGKILL)
         time.sleep(0.2)
     runner.join(timeout=600)

@@ -1,0 +1,106 @@
+"""Training throughput: effective (non-padding) tokens/s of SFT LoRA on the builtin tiny model.
+
+    python benchmarks/train.py                   # 1 and 2 workers, packing off and on, + baseline
+    python benchmarks/train.py --epochs 3 --model builtin:tiny-qwen
+
+The baseline is a single-process transformers Trainer over the same tokenized Parquet, in this process
+(no Ray). lf-ray's numbers use each run's own `train_runtime` (worker group start-up is printed apart).
+Ratios are against the baseline of the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from lf_ray.config import prepare_config
+
+
+def overrides(out: Path, model: str, epochs: int, workers: int, packing: bool) -> list[str]:
+    return [
+        f"model_name_or_path={model}",
+        "stage=sft",
+        "do_train=true",
+        "finetuning_type=lora",
+        "dataset_dir=builtin",
+        "dataset=identity,alpaca_en_demo",
+        "cutoff_len=256",
+        f"packing={str(packing).lower()}",
+        "per_device_train_batch_size=4",
+        "learning_rate=0.001",
+        f"num_train_epochs={epochs}",
+        "logging_steps=5",
+        "save_steps=100000",
+        "report_to=none",
+        f"output_dir={out}",
+        f"ray_storage_path={out.parent / 'ray'}",
+        f"ray_num_workers={workers}",
+        'resources_per_worker={"CPU": 1}',
+        "overwrite_output_dir=true",
+    ]
+
+
+def baseline(cfg, dataset_path: Path) -> float:
+    """Seconds of a single-process Trainer over the same Parquet (the model built the same way)."""
+    import datasets
+
+    from lf_ray.data.preprocess import tokenizer_spec
+    from lf_ray.model.loading import load_model
+    from lf_ray.train.arguments import build_training_arguments
+    from lf_ray.train.stages import STAGES, StageContext
+
+    train = datasets.Dataset.from_parquet(str(dataset_path / "train" / "*.parquet"))
+    tokenizer, _ = tokenizer_spec(cfg).load()
+    model, tokenizer = load_model(cfg, for_training=True, tokenizer=tokenizer)
+    args = build_training_arguments(cfg, output_dir=cfg.training["output_dir"], overrides={"use_cpu": True})
+    trainer = STAGES["sft"](
+        StageContext(cfg=cfg, model=model, tokenizer=tokenizer, training_args=args, train_dataset=train)
+    )
+    return trainer.train().metrics["train_runtime"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="builtin:tiny-llama")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+
+    import ray
+
+    from lf_ray.data.preprocess import run_preprocess
+    from lf_ray.train.launcher import run_training
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        base_cfg = prepare_config(None, overrides(Path(tmp) / "base", args.model, args.epochs, 1, False))
+        dataset = run_preprocess(base_cfg)
+        tokens = dataset.manifest["splits"]["train"]["tokens"] * args.epochs
+        base_seconds = baseline(base_cfg, dataset.path)
+        rows.append(("transformers Trainer, 1 process", "off", base_seconds, None))
+        for workers in (1, 2):
+            for packing in (False, True):
+                out = Path(tmp) / f"w{workers}_p{int(packing)}"
+                cfg = prepare_config(None, overrides(out, args.model, args.epochs, workers, packing))
+                started = time.perf_counter()
+                result = run_training(cfg, show_progress=False)
+                wall = time.perf_counter() - started
+                runtime = json.loads((out / "train_results.json").read_text())["train_runtime"]
+                rows.append((f"lf-ray, {workers} worker(s)", "on" if packing else "off", runtime, wall))
+                assert result.output_dir == out.resolve()
+    ray.shutdown()
+
+    print(f"\nSFT LoRA on {args.model}: {tokens} effective tokens ({args.epochs} epochs)")
+    print(f"{'setup':34} {'packing':8} {'train s':>8} {'tok/s':>9} {'vs baseline':>12} {'wall s':>8}")
+    for name, packing, seconds, wall in rows:
+        wall_text = f"{wall:8.1f}" if wall else "       -"
+        print(
+            f"{name:34} {packing:8} {seconds:8.1f} {tokens / seconds:9.0f} {base_seconds / seconds:11.2f}x {wall_text}"
+        )
+
+
+if __name__ == "__main__":
+    main()
