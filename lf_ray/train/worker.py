@@ -164,6 +164,7 @@ def _tracking_callbacks(cfg: LfRayConfig) -> list[Any]:
 def _resume_point(cfg: LfRayConfig) -> Iterator[str | None]:
     """`resume_from_checkpoint` when given, else the run's latest Ray checkpoint (a restart or a re-run)."""
     import ray.train
+    from ray.train.huggingface.transformers import RayTrainReportCallback
 
     if cfg.training.get("resume_from_checkpoint"):
         yield cfg.training["resume_from_checkpoint"]
@@ -173,13 +174,7 @@ def _resume_point(cfg: LfRayConfig) -> Iterator[str | None]:
         yield None
         return
     with checkpoint.as_directory() as directory:
-        yield f"{directory}/{_checkpoint_subdir()}"
-
-
-def _checkpoint_subdir() -> str:
-    from ray.train.huggingface.transformers import RayTrainReportCallback
-
-    return RayTrainReportCallback.CHECKPOINT_NAME
+        yield f"{directory}/{RayTrainReportCallback.CHECKPOINT_NAME}"
 
 
 def _save_outputs(trainer: Trainer, tokenizer, cfg: LfRayConfig, metrics: dict[str, Any], output_dir: str) -> None:

@@ -66,3 +66,21 @@ def test_untrainable_stage_and_missing_output_dir():
     cfg = prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "dataset_dir=builtin", "dataset=identity"])
     with pytest.raises(ConfigError, match="needs `output_dir`"):
         check_trainable(cfg)
+
+
+def test_driver_prints_one_progress_line_per_logged_step(tmp_path, capsys):
+    import json
+
+    from lf_ray.train.launcher import _progress
+
+    entries = [
+        {"current_steps": step, "total_steps": 4, "loss": 2.0 / step, "lr": 1e-3, "epoch": step / 4,
+         "percentage": step * 25.0, "elapsed_time": f"0:00:0{step}", "remaining_time": f"0:00:0{4 - step}"}
+        for step in (1, 2)
+    ]  # fmt: skip
+    (tmp_path / "trainer_log.jsonl").write_text("".join(json.dumps(entry) + "\n" for entry in entries))
+    with _progress(tmp_path, enabled=True):
+        pass
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[train]")]
+    assert len(lines) == 2
+    assert "step 1/4" in lines[0] and "loss 2.0000" in lines[0] and "step 2/4" in lines[1]

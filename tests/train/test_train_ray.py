@@ -46,7 +46,7 @@ def _losses(output_dir):
 
 STAGE_CASES = [
     ("sft", "identity", ["report_to=mlflow"]),
-    ("pt", "c4_demo", []),
+    ("pt", "c4_demo", ["val_size=0.25", "eval_strategy=steps", "eval_steps=3"]),
     ("dpo", "dpo_en_demo", ["pref_loss=sigmoid"]),
     ("dpo", "dpo_en_demo", ["pref_loss=orpo"]),
     ("kto", "kto_en_demo", []),
@@ -68,6 +68,9 @@ def test_stage_trains_with_two_workers_and_writes_llamafactory_outputs(tmp_path,
     steps = [entry["current_steps"] for entry in log if entry.get("loss")]
     assert steps == sorted(set(steps)) and log[-1]["total_steps"] == steps[-1]
     assert json.loads((out / "all_results.json").read_text())["train_loss"] > 0
+    if "eval_strategy=steps" in extra:  # eval during training reports eval_loss
+        assert [entry["eval_loss"] for entry in log if "eval_loss" in entry]
+        assert json.loads((out / "all_results.json").read_text())["eval_loss"] > 0
     if "report_to=mlflow" in extra:
         _assert_mlflow_run(out, stage, len(steps))
 
