@@ -1,0 +1,1 @@
+"""Evaluation: generation metrics (BLEU-4, ROUGE, perplexity) and MMLU-style multiple-choice benchmarks."""
