@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in STAGE_ALIASES:
         _add_config_command(sub, stage, f"train with stage: {stage} (same as `lf-ray train CONFIG stage={stage}`)")
 
+    for name in ("export", "merge"):
+        _add_config_command(
+            sub, name, "merge LoRA adapters into the base model and export it (safetensors, chat template)"
+        )
+
     keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
     keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, training)")
 
@@ -156,6 +161,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from lf_ray.export.merge import check_export_config, run_export
+
+    cfg = _load(args.config, args.overrides)
+    check_export_config(cfg)
+    if args.dry_run:
+        print(cfg.to_yaml(non_default_only=True).rstrip())
+        adapters = ", ".join(cfg.model.adapter_name_or_path or []) or "none (copy the model)"
+        print(f"\n# plan: export (dry run)\nmodel        {cfg.model.model_name_or_path}\nadapters     {adapters}")
+        print(f"export_dir   {cfg.model.export_dir} (shards of {cfg.model.export_size} GB)")
+        return 0
+    result = run_export(cfg)
+    state = "merged adapters into" if result.merged else "copied"
+    print(f"export: {state} the model -> {result.export_dir} ({len(result.shards)} weight file(s))")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lf_ray.constants import DEMO_CONFIG
     from lf_ray.data.preprocess import plan_preprocess, run_preprocess
@@ -178,5 +200,7 @@ COMMANDS = {
     "preprocess": cmd_preprocess,
     "demo": cmd_demo,
     "train": cmd_train,
+    "export": cmd_export,
+    "merge": cmd_export,
     **dict.fromkeys(STAGE_ALIASES, cmd_train),
 }

@@ -1,4 +1,4 @@
-"""Every shipped YAML opens with the command that runs it, parses, validates and dry-runs."""
+"""Every shipped YAML opens with the command that runs it, and that command dry-runs it cleanly."""
 
 from __future__ import annotations
 
@@ -6,22 +6,28 @@ from pathlib import Path
 
 import pytest
 
-from lf_ray.config import prepare_config
-from lf_ray.data.preprocess import plan_preprocess
+from lf_ray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("lf_ray/assets/*.yaml")])
 
 
+def opening_command(path: Path) -> list[str]:
+    """`# lf-ray sft examples/x.yaml  (comment)` → ["sft", "examples/x.yaml"]."""
+    first_line = path.read_text().splitlines()[0]
+    assert first_line.startswith("# lf-ray "), f"{path} must open with the command that runs it"
+    return first_line.removeprefix("# lf-ray ").split("(")[0].split()
+
+
 def test_there_are_shipped_yamls():
-    assert len(SHIPPED) >= 6
+    assert len(SHIPPED) >= 8
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))
-def test_shipped_yaml_opens_with_its_command_and_plans(path, tmp_path):
-    first_line = path.read_text().splitlines()[0]
-    assert first_line.startswith("# lf-ray "), f"{path} must open with the command that runs it"
-    cfg = prepare_config(str(path), [f"output_dir={tmp_path / 'out'}"])
-    plan = plan_preprocess(cfg)
-    assert plan.path == tmp_path / "out" / "tokenized" and not plan.cached
-    assert not (tmp_path / "out").exists()  # planning touches nothing
+def test_shipped_yaml_dry_runs_with_its_own_command(path, monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    argv = opening_command(path)
+    if len(argv) > 1:
+        assert (ROOT / argv[1]).resolve() == path  # the command names this very file
+    assert main([*argv, "--dry-run"]) == 0
+    assert "# plan:" in capsys.readouterr().out
