@@ -184,7 +184,7 @@ def _save_outputs(trainer: Trainer, tokenizer, cfg: LfRayConfig, metrics: dict[s
     trainer.save_state()
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(output_dir)
-    if trainer.eval_dataset is not None and cfg.training.get("do_eval", True):
+    if trainer.eval_dataset is not None and trainer.args.do_eval:  # transformers sets it when eval_strategy is on
         trainer.save_metrics("eval", trainer.evaluate())
     if cfg.finetuning.plot_loss and trainer.is_world_process_zero():
         from lf_ray.tracking.plot import plot_loss
