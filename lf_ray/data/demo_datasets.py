@@ -5,7 +5,8 @@ They carry LLaMA-Factory's demo names and formats (`identity`, `alpaca_en_demo`,
 The identity data teaches the assistant the name "Lumen" and the author "the lf-ray team"; the general rows
 (correct capitals, arithmetic computed here, conversions) keep a small chat model from forgetting facts.
 
-Everything is deterministic: fixed tables from `demo_content.py` plus `random.Random` seeded by name.
+Everything is deterministic: fixed tables from `demo_content.py` and `demo_tool_content.py`, plus
+`random.Random` seeded by name.
 Regenerate the shipped files with `python -m lf_ray.data.demo_datasets [OUT_DIR]`.
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 from lf_ray.constants import DEMO_DATA_DIR
 from lf_ray.data import demo_content as content
+from lf_ray.data import demo_tool_content as tool_content
 
 Row = dict[str, Any]
 INFO_FILE = "dataset_info.json"
@@ -350,10 +352,12 @@ def _weather_task(rng: random.Random, city: str) -> ToolTask:
     fahrenheit = rng.random() < 0.3
     celsius = rng.randint(-5, 32)
     temperature = round(celsius * 9 / 5 + 32) if fahrenheit else celsius
-    conditions = content.COLD_CONDITIONS if celsius <= 1 else content.MILD_CONDITIONS
+    conditions = tool_content.COLD_CONDITIONS if celsius <= 1 else tool_content.MILD_CONDITIONS
     (condition, described), humidity = rng.choice(conditions), rng.randint(30, 90)
     unit = "fahrenheit" if fahrenheit else "celsius"
-    prompt = rng.choice(content.WEATHER_PROMPTS).format(city=city) + (" In Fahrenheit, please." if fahrenheit else "")
+    prompt = rng.choice(tool_content.WEATHER_PROMPTS).format(city=city) + (
+        " In Fahrenheit, please." if fahrenheit else ""
+    )
     arguments = {"city": city, "unit": unit} if fahrenheit else {"city": city}
     observation = {"city": city, "temperature": temperature, "unit": unit, "condition": condition,
                    "humidity": humidity}  # fmt: skip
@@ -386,7 +390,7 @@ def _calculate_task(rng: random.Random) -> ToolTask:
 
 
 def _convert_task(rng: random.Random) -> ToolTask:
-    src, dst, factor, exact = rng.choice(content.TOOL_CONVERSIONS)
+    src, dst, factor, exact = rng.choice(tool_content.TOOL_CONVERSIONS)
     if factor is None:  # fahrenheit → celsius, with values that convert to whole degrees
         value = rng.choice([50, 68, 77, 86, 95, 104])
         result = _num(round((value - 32) * 5 / 9, 2))
@@ -401,8 +405,8 @@ def _convert_task(rng: random.Random) -> ToolTask:
 
 
 def _time_task(rng: random.Random) -> ToolTask:
-    city_a, city_b = rng.sample(list(content.UTC_OFFSETS), 2)
-    offset_a, offset_b = content.UTC_OFFSETS[city_a], content.UTC_OFFSETS[city_b]
+    city_a, city_b = rng.sample(list(tool_content.UTC_OFFSETS), 2)
+    offset_a, offset_b = tool_content.UTC_OFFSETS[city_a], tool_content.UTC_OFFSETS[city_b]
     diff = _num(offset_a - offset_b)
     hours = f"{abs(diff)} hour{'' if abs(diff) == 1 else 's'}"
     relation = "the same time as" if diff == 0 else f"{hours} {'ahead of' if diff > 0 else 'behind'}"
@@ -415,7 +419,7 @@ def _time_task(rng: random.Random) -> ToolTask:
 
 
 def _book_task(query: str, by_author: bool) -> ToolTask:
-    found = [b for b in content.BOOKS if (b[1] if by_author else b[0]) == query]
+    found = [b for b in tool_content.BOOKS if (b[1] if by_author else b[0]) == query]
     observation = {"results": [{"title": t, "author": a, "year": y} for t, a, y in found]}
     if by_author:
         listed = " and ".join(f"{t} ({y})" for t, _, y in found)
@@ -440,9 +444,9 @@ def _tool_turns(task: ToolTask) -> list[Row]:
 
 def _tools_json(rng: random.Random, needed: list[str], extra: int) -> str:
     """The row's `tools` column: the needed tools plus `extra` others, in random order, as a JSON string."""
-    names = needed + rng.sample([n for n in content.TOOLS if n not in needed], extra)
+    names = needed + rng.sample([n for n in tool_content.TOOLS if n not in needed], extra)
     rng.shuffle(names)
-    return json.dumps([content.TOOLS[n] for n in names], ensure_ascii=False)
+    return json.dumps([tool_content.TOOLS[n] for n in names], ensure_ascii=False)
 
 
 def _toolcall_row(rng: random.Random, tasks: list[ToolTask], follow_ups: Iterable[str] = ()) -> Row:
@@ -455,9 +459,9 @@ def _toolcall_row(rng: random.Random, tasks: list[ToolTask], follow_ups: Iterabl
 
 
 def _book_tasks(rng: random.Random) -> list[ToolTask]:
-    counts = Counter(author for _, author, _ in content.BOOKS)
+    counts = Counter(author for _, author, _ in tool_content.BOOKS)
     authors = [author for author, count in counts.items() if count > 1]
-    titles = [title for title, author, _ in content.BOOKS if counts[author] == 1]
+    titles = [title for title, author, _ in tool_content.BOOKS if counts[author] == 1]
     tasks = [_book_task(author, by_author=True) for author in rng.sample(authors, 3)]
     return tasks + [_book_task(title, by_author=False) for title in rng.sample(titles, 2)]
 
@@ -475,7 +479,7 @@ def _tool_tasks(rng: random.Random) -> tuple[list[ToolTask], list[list[ToolTask]
                 tasks.append(task)
         return tasks
 
-    weather = [_weather_task(rng, city) for city in rng.sample(content.WEATHER_CITIES, 7)]
+    weather = [_weather_task(rng, city) for city in rng.sample(tool_content.WEATHER_CITIES, 7)]
     calculations, conversions = distinct(lambda: _calculate_task(rng), 9), distinct(lambda: _convert_task(rng), 8)
     times = distinct(lambda: _time_task(rng), 6)
     singles = weather[:5] + calculations[:7] + conversions[:6] + times[:5] + _book_tasks(rng)
@@ -512,7 +516,7 @@ def build_glaive_toolcall_en_demo() -> list[Row]:
     rng = _rng("glaive_toolcall_en_demo")
     singles, groups = _tool_tasks(rng)
     rows = [_toolcall_row(rng, [task]) for task in singles] + _multi_turn_toolcall_rows(rng, groups)
-    for i, (prompt, answer) in enumerate(content.NO_TOOL_CHATS):
+    for i, (prompt, answer) in enumerate(tool_content.NO_TOOL_CHATS):
         tools = "[]" if i % 2 else _tools_json(rng, [], rng.randint(1, 3))
         rows.append({"conversations": _sharegpt_turns([prompt, answer]), "tools": tools})
     rng.shuffle(rows)
@@ -527,7 +531,7 @@ C4_WORDS = (40, 120)
 
 def _paragraph(rng: random.Random, topic: tuple[list[str], list[str]]) -> str:
     openers, body = topic
-    slots = {key: rng.choice(values) for key, values in content.SLOTS.items()}
+    slots = {key: rng.choice(values) for key, values in tool_content.SLOTS.items()}
     slots["Dish"] = slots["dish"][0].upper() + slots["dish"][1:]
     picked = sorted(rng.sample(range(len(body)), rng.randint(3, 6)))
     sentences = [rng.choice(openers)] + [body[i] for i in picked]
@@ -539,7 +543,7 @@ def build_c4_demo() -> list[Row]:
     texts: list[str] = []
     seen: set[str] = set()
     for _ in range(C4_ROWS * 20):
-        text = _paragraph(rng, content.PROSE_TOPICS[len(texts) % len(content.PROSE_TOPICS)])
+        text = _paragraph(rng, tool_content.PROSE_TOPICS[len(texts) % len(tool_content.PROSE_TOPICS)])
         if text not in seen and C4_WORDS[0] <= len(text.split()) <= C4_WORDS[1]:
             seen.add(text)
             texts.append(text)

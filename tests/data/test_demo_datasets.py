@@ -13,6 +13,7 @@ import pytest
 
 from lf_ray.constants import DEMO_DATA_DIR
 from lf_ray.data import demo_content as content
+from lf_ray.data import demo_tool_content as tool_content
 from lf_ray.data.demo_datasets import DATASET_INFO, INFO_FILE, write_demo_datasets
 
 EXPECTED_ROWS = {
@@ -234,12 +235,12 @@ def test_toolcall_rows_are_well_formed() -> None:
                 call = json.loads(turn["value"])
                 assert set(call) == {"name", "arguments"} and isinstance(call["arguments"], dict)
                 assert call["name"] in names
-                assert set(content.TOOLS[call["name"]]["parameters"]["required"]) <= set(call["arguments"])
+                assert set(tool_content.TOOLS[call["name"]]["parameters"]["required"]) <= set(call["arguments"])
                 assert turns[i + 1]["from"] == "observation"
                 json.loads(turns[i + 1]["value"])
                 used.add(call["name"])
         assert turns[-1]["from"] == "gpt"
-    assert used == set(content.TOOLS)
+    assert used == set(tool_content.TOOLS)
     assert sum(not any(t["from"] == "function_call" for t in row["conversations"]) for row in rows) >= 5
 
 
@@ -253,7 +254,7 @@ def test_toolcall_observations_are_correct() -> None:
             if call["name"] == "calculate":
                 assert evaluate(call["arguments"]["expression"]) == observation["result"]
             if call["name"] == "get_time_difference":
-                offsets = content.UTC_OFFSETS
+                offsets = tool_content.UTC_OFFSETS
                 args = call["arguments"]
                 assert observation["difference_hours"] == offsets[args["city_a"]] - offsets[args["city_b"]]
             if call["name"] == "search_books":
