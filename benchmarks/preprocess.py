@@ -20,8 +20,9 @@ from pathlib import Path
 from lf_ray.config import prepare_config
 from lf_ray.constants import DEMO_DATA_DIR
 from lf_ray.data.loader import load_canonical_splits
-from lf_ray.data.preprocess import run_preprocess, tokenizer_spec
+from lf_ray.data.preprocess import run_preprocess
 from lf_ray.data.processors import EncodeSettings, encode_row
+from lf_ray.data.tokenizer_spec import tokenizer_spec
 
 
 def write_dataset(directory: Path, rows: int) -> None:

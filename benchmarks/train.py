@@ -47,7 +47,7 @@ def baseline(cfg, dataset_path: Path) -> float:
     """Seconds of a single-process Trainer over the same Parquet (the model built the same way)."""
     import datasets
 
-    from lf_ray.data.preprocess import tokenizer_spec
+    from lf_ray.data.tokenizer_spec import tokenizer_spec
     from lf_ray.model.loading import load_model
     from lf_ray.train.arguments import build_training_arguments
     from lf_ray.train.stages import STAGES, StageContext

@@ -27,6 +27,7 @@ from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import chunk_pretrain, pack_supervised, truncate_pretrain
 from lf_ray.data.processors import COLUMNS, EncodeSettings, ProcessorKind, encode_row, processor_kind
 from lf_ray.data.registry import get_dataset_attrs, resolve_dataset_dir
+from lf_ray.data.tokenizer_spec import TokenizerSpec, tokenizer_spec
 from lf_ray.errors import DataError
 
 if TYPE_CHECKING:
@@ -49,40 +50,6 @@ class PreprocessResult:
     path: Path
     manifest: dict[str, Any]
     reused: bool
-
-
-@dataclass(frozen=True)
-class TokenizerSpec:
-    """Everything an actor needs to rebuild the same tokenizer + template (plain data: it is pickled)."""
-
-    model_path: str
-    template: str | None
-    tool_format: str | None
-    default_system: str | None
-    enable_thinking: bool | None
-    train_on_prompt: bool
-    resize_vocab: bool
-    trust_remote_code: bool
-
-    def load(self) -> tuple[PreTrainedTokenizerBase, Template]:
-        from lf_ray.model.loader import load_tokenizer
-
-        tokenizer = load_tokenizer(self.model_path, trust_remote_code=self.trust_remote_code)
-        return tokenizer, self.fix(tokenizer)
-
-    def fix(self, tokenizer: PreTrainedTokenizerBase) -> Template:
-        """The template, with `tokenizer` given its eos / pad / stop words (training must see the same ids)."""
-        from lf_ray.data.templates import resolve_template
-
-        return resolve_template(
-            tokenizer,
-            self.template,
-            tool_format=self.tool_format,
-            default_system=self.default_system,
-            enable_thinking=self.enable_thinking,
-            train_on_prompt=self.train_on_prompt,
-            resize_vocab=self.resize_vocab,
-        )
 
 
 def output_schema(kind: ProcessorKind) -> pa.Schema:
@@ -274,22 +241,6 @@ def default_tokenized_path(cfg: LfRayConfig, digest: str) -> Path:
     if cfg.training.get("output_dir"):
         return Path(cfg.training["output_dir"]).expanduser() / "tokenized"
     return lf_ray_home() / "datasets" / f"{cfg.finetuning.stage}-{digest[:16]}"
-
-
-def tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
-    from lf_ray.model.loader import default_template_for
-
-    data, model = cfg.data, cfg.model
-    return TokenizerSpec(
-        model_path=model.model_name_or_path,
-        template=data.template or default_template_for(model.model_name_or_path),
-        tool_format=data.tool_format,
-        default_system=data.default_system,
-        enable_thinking=data.enable_thinking,
-        train_on_prompt=data.train_on_prompt,
-        resize_vocab=model.resize_vocab,
-        trust_remote_code=model.trust_remote_code,
-    )
 
 
 def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessResult:

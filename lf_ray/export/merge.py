@@ -175,7 +175,7 @@ def _manifest(cfg: LfRayConfig, template: Template, dtype: torch.dtype, shards: 
 
 def run_export(cfg: LfRayConfig) -> ExportResult:
     """Merge and save the config's model into `export_dir`, replacing what was there only on success."""
-    from lf_ray.data.preprocess import tokenizer_spec
+    from lf_ray.data.tokenizer_spec import tokenizer_spec
 
     check_export_config(cfg)
     tokenizer, template = tokenizer_spec(cfg).load()  # the tokenizer fixed exactly as training fixed it

@@ -25,7 +25,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
     from lf_ray.config import prepare_config
-    from lf_ray.data.preprocess import tokenizer_spec
+    from lf_ray.data.tokenizer_spec import tokenizer_spec
     from lf_ray.model.loading import load_model
     from lf_ray.train.arguments import build_training_arguments, training_environment
     from lf_ray.train.stages import STAGES, StageContext

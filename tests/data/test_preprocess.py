@@ -9,8 +9,9 @@ import pytest
 
 from lf_ray.config import prepare_config
 from lf_ray.data.loader import load_canonical_splits
-from lf_ray.data.preprocess import encode_table, run_preprocess, tokenizer_spec
+from lf_ray.data.preprocess import encode_table, run_preprocess
 from lf_ray.data.processors import EncodeSettings
+from lf_ray.data.tokenizer_spec import tokenizer_spec
 from lf_ray.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("ray_session")

@@ -13,8 +13,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from lf_ray.config import prepare_config
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import pack_supervised
-from lf_ray.data.preprocess import encode_table, tokenizer_spec
+from lf_ray.data.preprocess import encode_table
 from lf_ray.data.processors import EncodeSettings, processor_kind
+from lf_ray.data.tokenizer_spec import tokenizer_spec
 from lf_ray.errors import ConfigError
 from lf_ray.model.loader import load_causal_lm
 from lf_ray.train.arguments import build_training_arguments

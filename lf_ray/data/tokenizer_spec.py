@@ -1,0 +1,64 @@
+"""The tokenizer a config names, fixed by its template: one recipe shared by preprocessing, training and export,
+so every step sees the same eos / pad / stop words and therefore the same token ids. Plain data: it pickles to
+Ray workers and actors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from lf_ray.config import LfRayConfig
+    from lf_ray.data.templates import Template
+
+
+@dataclass(frozen=True)
+class TokenizerSpec:
+    """Everything an actor needs to rebuild the same tokenizer + template (plain data: it is pickled)."""
+
+    model_path: str
+    template: str | None
+    tool_format: str | None
+    default_system: str | None
+    enable_thinking: bool | None
+    train_on_prompt: bool
+    resize_vocab: bool
+    trust_remote_code: bool
+
+    def load(self) -> tuple[PreTrainedTokenizerBase, Template]:
+        from lf_ray.model.loader import load_tokenizer
+
+        tokenizer = load_tokenizer(self.model_path, trust_remote_code=self.trust_remote_code)
+        return tokenizer, self.fix(tokenizer)
+
+    def fix(self, tokenizer: PreTrainedTokenizerBase) -> Template:
+        """The template, with `tokenizer` given its eos / pad / stop words (training must see the same ids)."""
+        from lf_ray.data.templates import resolve_template
+
+        return resolve_template(
+            tokenizer,
+            self.template,
+            tool_format=self.tool_format,
+            default_system=self.default_system,
+            enable_thinking=self.enable_thinking,
+            train_on_prompt=self.train_on_prompt,
+            resize_vocab=self.resize_vocab,
+        )
+
+
+def tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
+    from lf_ray.model.loader import default_template_for
+
+    data, model = cfg.data, cfg.model
+    return TokenizerSpec(
+        model_path=model.model_name_or_path,
+        template=data.template or default_template_for(model.model_name_or_path),
+        tool_format=data.tool_format,
+        default_system=data.default_system,
+        enable_thinking=data.enable_thinking,
+        train_on_prompt=data.train_on_prompt,
+        resize_vocab=model.resize_vocab,
+        trust_remote_code=model.trust_remote_code,
+    )
