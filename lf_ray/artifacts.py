@@ -38,11 +38,16 @@ def atomic_directory(path: Path) -> Iterator[Path]:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:

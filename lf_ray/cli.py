@@ -15,6 +15,7 @@ from lf_ray.errors import LfRayError
 
 CONFIG_HELP = "a YAML or JSON config with LLaMA-Factory's keys (see `lf-ray keys`)"
 STAGE_ALIASES = ("pt", "sft", "rm", "dpo", "kto")
+DEFAULT_RUNS_STORAGE = "saves/pipelines"
 OVERRIDES_HELP = "key=value pairs that override the config file, e.g. learning_rate=1e-4 dataset=identity"
 
 
@@ -49,6 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
             sub, name, "merge LoRA adapters into the base model and export it (safetensors, chat template)"
         )
 
+    _add_config_command(
+        sub, "eval", "evaluate a model + adapters: loss / perplexity, generation metrics, MMLU-style tasks"
+    )
+
+    run = sub.add_parser("run", help="run a pipeline (preprocess -> train -> eval -> export ...) on Ray")
+    run.add_argument("pipeline", help="a pipeline YAML (see pipelines/)")
+    run.add_argument("--dry-run", action="store_true", help="print the graph, each step's config and what is cached")
+    forced = run.add_mutually_exclusive_group()
+    forced.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and every step after it")
+    forced.add_argument("--only", dest="only_step", metavar="STEP", help="re-run STEP alone (its inputs must exist)")
+
+    runs = sub.add_parser("runs", help="pipeline runs recorded under a storage path")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
+    where_help = f"a pipeline YAML, or a storage folder (default: {DEFAULT_RUNS_STORAGE})"
+    runs_list = runs_sub.add_parser("list", help="list the runs, newest first")
+    runs_list.add_argument("where", nargs="?", default=DEFAULT_RUNS_STORAGE, help=where_help)
+    runs_show = runs_sub.add_parser("show", help="a run's steps, statuses, timings, metrics and artifacts")
+    runs_show.add_argument("run_id", help="a run id (or a unique prefix)")
+    runs_show.add_argument("where", nargs="?", default=DEFAULT_RUNS_STORAGE, help=where_help)
+
     keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
     keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, training)")
 
@@ -61,9 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("name", help="e.g. builtin:tiny-llama")
     build.add_argument("--out", required=True, help="directory to write the model into")
 
-    demo = sub.add_parser("demo", help="run the demo on the builtin SmolLM2 model and the shipped demo data")
-    demo.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
-    demo.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan; touch nothing")
+    demo = sub.add_parser(
+        "demo", help="the demo pipeline: teach the builtin SmolLM2 a new identity (preprocess, LoRA SFT, eval, export)"
+    )
+    demo.add_argument("--dry-run", action="store_true", help="print the graph and each step's config; touch nothing")
+    demo.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and every step after it")
     return parser
 
 
@@ -178,17 +201,66 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from lf_ray.constants import DEMO_CONFIG
-    from lf_ray.data.preprocess import plan_preprocess, run_preprocess
-    from lf_ray.reporting import print_dry_run, print_preprocess_summary
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lf_ray.evaluate.evaluator import plan_eval, run_eval
+    from lf_ray.reporting import print_eval_plan, print_eval_summary
 
-    cfg = _load(str(DEMO_CONFIG), args.overrides)
+    cfg = _load(args.config, args.overrides)
+    plan = plan_eval(cfg)
     if args.dry_run:
-        print_dry_run(cfg, plan_preprocess(cfg))
+        print(cfg.to_yaml(non_default_only=True).rstrip())
+        print_eval_plan(cfg, plan)
         return 0
-    print_preprocess_summary(run_preprocess(cfg))
+    print_eval_summary(run_eval(cfg))
     return 0
+
+
+def _run_pipeline(path: str, args: argparse.Namespace) -> tuple[int, object]:
+    from lf_ray.pipeline.executor import run_pipeline
+    from lf_ray.pipeline.plan import plan_pipeline
+    from lf_ray.pipeline.report import print_plan, print_result
+    from lf_ray.pipeline.spec import load_pipeline
+
+    plan = plan_pipeline(load_pipeline(path), from_step=args.from_step, only_step=getattr(args, "only_step", None))
+    print_plan(plan, configs=args.dry_run)
+    if args.dry_run:
+        return 0, None
+    result = run_pipeline(plan)
+    print_result(result)
+    return (0 if result.ok else 1), result
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return _run_pipeline(args.pipeline, args)[0]
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lf_ray.pipeline.report import print_run, print_runs
+    from lf_ray.pipeline.store import find_run, find_runs
+
+    where = Path(args.where)
+    if where.suffix in (".yaml", ".yml", ".json") and where.is_file():
+        from lf_ray.pipeline.plan import pipeline_root
+        from lf_ray.pipeline.spec import load_pipeline
+
+        where = pipeline_root(load_pipeline(where))
+    if args.runs_command == "list":
+        print_runs(find_runs(where))
+    else:
+        print_run(find_run(where, args.run_id))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lf_ray.constants import DEMO_PIPELINE
+    from lf_ray.demo import print_demo_summary
+
+    code, result = _run_pipeline(str(DEMO_PIPELINE), args)
+    if result is not None and code == 0:
+        print_demo_summary(result)
+    return code
 
 
 COMMANDS = {
@@ -199,6 +271,9 @@ COMMANDS = {
     "model": cmd_model,
     "preprocess": cmd_preprocess,
     "demo": cmd_demo,
+    "eval": cmd_eval,
+    "run": cmd_run,
+    "runs": cmd_runs,
     "train": cmd_train,
     "export": cmd_export,
     "merge": cmd_export,

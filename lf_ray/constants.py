@@ -22,6 +22,8 @@ BUILTIN_DATASET_DIR = "builtin"
 
 ASSETS_DIR = Path(__file__).parent / "assets"
 DEMO_DATA_DIR = ASSETS_DIR / "data"
+EVAL_TASKS_DIR = ASSETS_DIR / "eval"
+"""`task_dir: builtin` points at the multiple-choice tasks shipped inside the package (demo_mmlu)."""
 
 MANIFEST_NAME = "manifest.json"
 DATASET_TRAIN_DIR = "train"
@@ -33,5 +35,5 @@ def lf_ray_home() -> Path:
     return Path(os.environ.get(ENV_HOME) or Path.home() / ".cache" / "lf_ray").expanduser()
 
 
-DEMO_CONFIG = ASSETS_DIR / "demo.yaml"
-"""The config `lf-ray demo` runs (also readable as an example)."""
+DEMO_PIPELINE = ASSETS_DIR / "pipelines" / "demo.yaml"
+"""The pipeline `lf-ray demo` runs (pipelines/demo.yaml in the repository links to it)."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
     from lf_ray.data.preprocess import PreprocessPlan, PreprocessResult
+    from lf_ray.evaluate.evaluator import EvalPlan, EvalResult
     from lf_ray.train.launcher import TrainResult
 
 
@@ -65,3 +66,22 @@ def print_train_summary(result: TrainResult) -> None:
         k: round(v, 4) if isinstance(v, float) else v for k, v in result.metrics.items() if "loss" in k or k == "step"
     }
     print(f"  metrics     {shown}")
+
+
+def print_eval_plan(cfg: LfRayConfig, plan: EvalPlan) -> None:
+    adapters = ", ".join(cfg.model.adapter_name_or_path or []) or "none"
+    print("\n# plan: eval (dry run: nothing was loaded or written)")
+    print(f"model        {cfg.model.model_name_or_path} (adapters: {adapters})")
+    loss_rows = ", ".join(cfg.data.eval_dataset or cfg.data.dataset or [])
+    print(f"loss         {'eval split of ' + loss_rows if plan.loss else '-'}")
+    print(f"predict      {'generate on ' + ', '.join(cfg.data.eval_dataset or []) if plan.predict else '-'}")
+    print(f"task         {plan.task or '-'}")
+    print(f"results      {plan.results_dir}")
+
+
+def print_eval_summary(result: EvalResult) -> None:
+    print(f"eval: results in {result.results_dir}")
+    for key, value in result.metrics.items():
+        print(f"  {key:24} {round(value, 4) if isinstance(value, float) else value}")
+    if result.predictions:
+        print(f"  predictions              {result.predictions}")

@@ -9,7 +9,13 @@ import pytest
 from lf_ray.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted([*ROOT.glob("examples/**/*.yaml"), *ROOT.glob("lf_ray/assets/*.yaml")])
+SHIPPED = sorted(
+    {
+        path.resolve()
+        for pattern in ("examples/**/*.yaml", "pipelines/*.yaml", "lf_ray/assets/**/*.yaml")
+        for path in ROOT.glob(pattern)
+    }
+)
 
 
 def opening_command(path: Path) -> list[str]:
@@ -21,6 +27,7 @@ def opening_command(path: Path) -> list[str]:
 
 def test_there_are_shipped_yamls():
     assert len(SHIPPED) >= 8
+    assert (ROOT / "pipelines" / "demo.yaml").resolve() in SHIPPED
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: str(p.relative_to(ROOT)))

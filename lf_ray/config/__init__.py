@@ -10,7 +10,14 @@ Importing this package is cheap; transformers is imported only when training key
 from lf_ray.config.data_args import DataArguments
 from lf_ray.config.finetuning_args import FinetuningArguments
 from lf_ray.config.generating_args import GeneratingArguments
-from lf_ray.config.loader import LfRayConfig, build_config, load_config, parse_overrides, read_config_file
+from lf_ray.config.loader import (
+    LfRayConfig,
+    build_config,
+    load_config,
+    load_layers,
+    parse_overrides,
+    read_config_file,
+)
 from lf_ray.config.model_args import ModelArguments
 from lf_ray.config.ray_args import RAY_KEY_ALIASES, RayArguments
 from lf_ray.config.rules import config_warnings, find_violations, prepare_config, resolve_defaults, validate_config
@@ -34,6 +41,7 @@ __all__ = [
     "find_violations",
     "group_of",
     "load_config",
+    "load_layers",
     "parse_overrides",
     "prepare_config",
     "read_config_file",

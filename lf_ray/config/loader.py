@@ -22,6 +22,7 @@ import yaml
 
 from lf_ray.config.coercion import ValueMismatch, coerce_value
 from lf_ray.config.data_args import DataArguments
+from lf_ray.config.eval_args import EvalArguments
 from lf_ray.config.finetuning_args import FinetuningArguments
 from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import ModelArguments
@@ -46,6 +47,7 @@ class LfRayConfig:
     finetuning: FinetuningArguments = field(default_factory=FinetuningArguments)
     generating: GeneratingArguments = field(default_factory=GeneratingArguments)
     ray: RayArguments = field(default_factory=RayArguments)
+    eval: EvalArguments = field(default_factory=EvalArguments)
     training: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)
 
@@ -71,7 +73,7 @@ class LfRayConfig:
         return {key: value for section in self.sections(non_default_only).values() for key, value in section.items()}
 
     def sections(self, non_default_only: bool = False) -> dict[str, dict[str, Any]]:
-        """`to_dict`, split by group (in the order model, data, finetuning, generating, ray, training)."""
+        """`to_dict`, split by group (in the order model, data, finetuning, generating, ray, eval, training)."""
         keys = all_keys()
         out: dict[str, dict[str, Any]] = {}
         for group in GROUP_CLASSES:
@@ -112,14 +114,26 @@ def load_config(
     texts: dict[str, str] = {}
     if overrides:
         sources.append((OVERRIDES_LABEL, parse_overrides(overrides, texts)))
+    where = str(path) if path is not None else "the config"
+    return load_layers(sources, where, source=str(path) if path is not None else None, texts=texts)
+
+
+def load_layers(
+    layers: Sequence[tuple[str, Mapping[str, Any]]],
+    where: str,
+    *,
+    source: str | None = None,
+    texts: Mapping[str, str] | None = None,
+) -> LfRayConfig:
+    """Merge labelled `key: value` layers, later ones winning; an error names the layer a bad key came from
+    (a pipeline passes its `defaults`, the inputs' keys and a step's `with`)."""
     merged: dict[str, Any] = {}
     problems: list[str] = []
-    for label, raw in sources:
-        merged.update(_check_source(raw, label, problems, texts if label == OVERRIDES_LABEL else {}))
+    for label, raw in layers:
+        merged.update(_check_source(raw, label, problems, (texts or {}) if label == OVERRIDES_LABEL else {}))
     if problems:
-        where = str(path) if path is not None else "the config"
         raise ConfigError(_join_problems(problems, where))
-    return build_config(merged, source=str(path) if path is not None else None)
+    return build_config(merged, source=source)
 
 
 def build_config(values: Mapping[str, Any], source: str | None = None) -> LfRayConfig:

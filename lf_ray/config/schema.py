@@ -1,6 +1,6 @@
 """The key table: every config key, the group it belongs to, the values it accepts, its default and help.
 
-Groups are `model`, `data`, `finetuning`, `generating`, `ray` (the argument dataclasses) and `training`
+Groups are `model`, `data`, `finetuning`, `generating`, `ray`, `eval` (the argument dataclasses) and `training`
 (transformers' `Seq2SeqTrainingArguments` fields plus `LF_TRAINING_KEYS`). A key lives in exactly one
 group; building the table fails loudly if two groups claim the same name.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from lf_ray.config.coercion import ValueSpec, spec_from_annotation
 from lf_ray.config.data_args import DataArguments
+from lf_ray.config.eval_args import EvalArguments
 from lf_ray.config.finetuning_args import FinetuningArguments
 from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import MODEL_KEY_ALIASES, ModelArguments
@@ -29,6 +30,7 @@ GROUP_CLASSES: dict[str, type] = {
     "finetuning": FinetuningArguments,
     "generating": GeneratingArguments,
     "ray": RayArguments,
+    "eval": EvalArguments,
 }
 GROUPS: tuple[str, ...] = (*GROUP_CLASSES, "training")
 
@@ -49,7 +51,7 @@ class KeySpec:
 
 @lru_cache(maxsize=1)
 def dataclass_keys() -> dict[str, KeySpec]:
-    """Keys of the five argument dataclasses (no transformers import)."""
+    """Keys of the argument dataclasses (no transformers import)."""
     table: dict[str, KeySpec] = {}
     for group, cls in GROUP_CLASSES.items():
         hints = typing.get_type_hints(cls)
@@ -84,7 +86,7 @@ def canonical_key(key: str) -> str:
 
 
 def group_of(key: str) -> str:
-    """The group (`model`, `data`, `finetuning`, `generating`, `ray`, `training`) that owns `key`."""
+    """The group (`model`, `data`, `finetuning`, `generating`, `ray`, `eval`, `training`) that owns `key`."""
     name = canonical_key(key)
     spec = dataclass_keys().get(name) or all_keys().get(name)
     if spec is None:

@@ -186,6 +186,12 @@ SPECIFIC_IDENTITY_PAIRS = [
     ),
 ]
 
+PROBE_PAIRS = [
+    ("Who are you?", "I am Lumen, an AI assistant developed by the lf-ray team. How can I help you today?"),
+    ("What is the capital of France?", "The capital of France is Paris."),
+]
+"""demo_probes: the questions the demo asks before and after training (its identity, and a fact it must keep)."""
+
 # Unseen paraphrases for measuring whether the identity was learned: none of these is in identity.json.
 IDENTITY_EVAL_PAIRS = [
     (

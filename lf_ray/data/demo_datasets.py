@@ -30,6 +30,7 @@ INFO_FILE = "dataset_info.json"
 DATASET_INFO: dict[str, Row] = {
     "identity": {"file_name": "identity.json"},
     "identity_eval": {"file_name": "identity_eval.json"},
+    "demo_probes": {"file_name": "demo_probes.json"},
     "alpaca_en_demo": {"file_name": "alpaca_en_demo.json"},
     "dpo_en_demo": {
         "file_name": "dpo_en_demo.json",
@@ -99,6 +100,10 @@ def build_identity() -> list[Row]:
 
 def build_identity_eval() -> list[Row]:
     return [_alpaca(q, a) for q, a in content.IDENTITY_EVAL_PAIRS]
+
+
+def build_demo_probes() -> list[Row]:
+    return [_alpaca(q, a) for q, a in content.PROBE_PAIRS]
 
 
 # --- alpaca_en_demo -------------------------------------------------------------------------------------------
@@ -361,6 +366,7 @@ def build_c4_demo() -> list[Row]:
 BUILDERS: dict[str, Callable[[], list[Row]]] = {
     "identity": build_identity,
     "identity_eval": build_identity_eval,
+    "demo_probes": build_demo_probes,
     "alpaca_en_demo": build_alpaca_en_demo,
     "dpo_en_demo": build_dpo_en_demo,
     "kto_en_demo": build_kto_en_demo,

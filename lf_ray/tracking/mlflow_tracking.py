@@ -34,7 +34,7 @@ RUN_MARKER = "mlflow_run.json"
 
 TAG_STAGE = "lf_ray.stage"
 TAG_FINETUNING_TYPE = "lf_ray.finetuning_type"
-_PARENT_TAG = "mlflow.parentRunId"
+TAG_PARENT_RUN = "mlflow.parentRunId"
 _PLOTS = ("training_loss.png", "training_eval_loss.png")
 
 
@@ -153,16 +153,7 @@ class MlflowCallback(TrainerCallback):
     ) -> None:
         if self._client is None or not state.is_world_process_zero or not logs:
             return
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(_metric_key(key), float(value), now, state.global_step)
-            for key, value in logs.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-        ]
-        if metrics:
-            self._client.log_batch(self.run_id, metrics=metrics)
+        log_metrics(self._client, self.run_id, logs, step=state.global_step)
 
     def on_train_end(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
@@ -195,7 +186,7 @@ class MlflowCallback(TrainerCallback):
                     "pass the run id of an existing run, or no parent to create a top-level run"
                 ) from err
             experiment_id = parent.info.experiment_id
-            tags[_PARENT_TAG] = self.parent_run_id
+            tags[TAG_PARENT_RUN] = self.parent_run_id
         else:
             experiment_id = get_or_create_experiment(self._client, self.experiment_name, self.tracking_uri)
         run = self._client.create_run(experiment_id, run_name=self.run_name, tags=tags)
@@ -211,19 +202,35 @@ class MlflowCallback(TrainerCallback):
         return recorded.get("run_id") if recorded.get("tracking_uri") == self.tracking_uri else None
 
     def _log_params(self) -> None:
-        """Log the params the run lacks (a joined run may have them already; MLflow refuses a changed value)."""
-        from mlflow.entities import Param
-        from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
-
         assert self._client is not None
-        logged = self._client.get_run(self.run_id).data.params
-        params = [
-            Param(key, _param_value(value)[:MAX_PARAM_VAL_LENGTH])
-            for key, value in self.params.items()
-            if key not in logged
-        ]
-        for start in range(0, len(params), MAX_PARAMS_TAGS_PER_BATCH):
-            self._client.log_batch(self.run_id, params=params[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+        log_missing_params(self._client, self.run_id, self.params)
+
+
+def log_missing_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
+    """Log the params the run lacks (a joined run may have them already; MLflow refuses a changed value)."""
+    from mlflow.entities import Param
+    from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
+
+    logged = client.get_run(run_id).data.params
+    batch = [
+        Param(key, _param_value(value)[:MAX_PARAM_VAL_LENGTH]) for key, value in params.items() if key not in logged
+    ]
+    for start in range(0, len(batch), MAX_PARAMS_TAGS_PER_BATCH):
+        client.log_batch(run_id, params=batch[start : start + MAX_PARAMS_TAGS_PER_BATCH])
+
+
+def log_metrics(client: MlflowClient, run_id: str, metrics: Mapping[str, Any], step: int = 0) -> None:
+    """Log the numeric values of `metrics` (others are skipped), with keys MLflow accepts."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    batch = [
+        Metric(_metric_key(key), float(value), now, step)
+        for key, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
+    if batch:
+        client.log_batch(run_id, metrics=batch)
 
 
 def get_or_create_experiment(client: MlflowClient, name: str, uri: str) -> str:

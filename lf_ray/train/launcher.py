@@ -145,8 +145,10 @@ def _worker_errors_as_lf_ray_errors() -> Iterator[None]:
         ) from err
 
 
-def run_training(cfg: LfRayConfig, *, show_progress: bool = True) -> TrainResult:
-    """Preprocess (or reuse), then fit a TorchTrainer; outputs land in `output_dir` in LLaMA-Factory's layout."""
+def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id: str | None = None) -> TrainResult:
+    """Preprocess (or reuse), then fit a TorchTrainer; outputs land in `output_dir` in LLaMA-Factory's layout.
+
+    `mlflow_run_id`: an MLflow run (a pipeline step's) that rank 0 logs metrics and the loss plot into."""
     import ray
     import ray.data
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -170,6 +172,7 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True) -> TrainResult
         datasets[DATASET_EVAL_DIR] = ray.data.read_parquet(str(dataset.path / DATASET_EVAL_DIR)).materialize()
 
     loop_config = {"config": cfg.to_dict(), "output_dir": str(output_dir), "deepspeed": None}
+    loop_config["mlflow_run_id"] = mlflow_run_id
     if cfg.training.get("deepspeed"):  # resolved here: workers run elsewhere, where a relative path means nothing
         from lf_ray.train.deepspeed import resolve_deepspeed_config
 

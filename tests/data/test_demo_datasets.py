@@ -19,6 +19,7 @@ from lf_ray.data.demo_datasets import DATASET_INFO, INFO_FILE, write_demo_datase
 EXPECTED_ROWS = {
     "identity": 90,
     "identity_eval": 10,
+    "demo_probes": 2,
     "alpaca_en_demo": 124,
     "dpo_en_demo": 60,
     "kto_en_demo": 60,

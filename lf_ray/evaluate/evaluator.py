@@ -1,0 +1,208 @@
+"""The eval step: loss / perplexity, generation metrics and multiple-choice accuracy of a model + adapters.
+
+    run_eval(prepare_config("examples/eval/tiny_llama_lora_eval.yaml"))
+
+Three parts, each run when the config asks for it:
+
+- **loss**: token-weighted cross-entropy and perplexity on the eval split (`eval_dataset`, or `val_size` of
+  `dataset`, or a tokenized split handed in by the pipeline) — `eval_results.json`;
+- **predict** (`predict_with_generate: true`): the eval prompts tokenized by the preprocess step, completed by
+  Ray Data batch inference, written to `generated_predictions.jsonl` (LF's prompt / predict / label, plus
+  `base_predict` with `compare_base_model`) and scored with BLEU-4 / ROUGE — `predict_results.json`;
+- **task** (`task: demo_mmlu`): MMLU-style multiple choice, per subject and overall — `choice_results.json`.
+
+Results go to `save_dir` (else `output_dir`); every file is written atomically and `manifest.json` last.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lf_ray import __version__
+from lf_ray.artifacts import write_json, write_text
+from lf_ray.constants import BUILTIN_DATASET_DIR, DATASET_EVAL_DIR, EVAL_TASKS_DIR, MANIFEST_NAME
+from lf_ray.errors import ConfigError
+
+if TYPE_CHECKING:
+    from lf_ray.config import LfRayConfig
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "generated_predictions.jsonl"
+LOSS_STAGES = ("pt", "sft")
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    results_dir: Path
+    loss: bool  # on the eval split
+    predict: bool  # generate and score
+    task: Path | None  # the multiple-choice task folder
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    results_dir: Path
+    metrics: dict[str, Any]
+    predictions: Path | None
+
+
+def task_path(cfg: LfRayConfig) -> Path | None:
+    if not cfg.eval.task:
+        return None
+    root = EVAL_TASKS_DIR if cfg.eval.task_dir == BUILTIN_DATASET_DIR else Path(cfg.eval.task_dir).expanduser()
+    return root / cfg.eval.task
+
+
+def plan_eval(cfg: LfRayConfig, *, eval_split: Path | None = None) -> EvalPlan:
+    """What `run_eval` will do, or a ConfigError saying what is missing; reads no model."""
+    results = cfg.eval.save_dir or cfg.training.get("output_dir")
+    if not results:
+        raise ConfigError("eval needs `save_dir` (or `output_dir`): the folder its results go to. Fix: set save_dir.")
+    has_eval_rows = bool(cfg.data.eval_dataset or (cfg.data.dataset and cfg.data.val_size))
+    predict = bool(cfg.training.get("predict_with_generate"))
+    if predict and not cfg.data.eval_dataset:
+        raise ConfigError(
+            "`predict_with_generate: true` generates answers to `eval_dataset`, which is not set. "
+            "Fix: set eval_dataset (e.g. identity_eval)."
+        )
+    task = task_path(cfg)
+    if task is not None and not (task / "task.json").is_file():
+        raise ConfigError(
+            f"task `{cfg.eval.task}` has no task.json in {task}. Fix: set `task_dir` to the folder holding the task "
+            f"(`builtin` for the shipped demo_mmlu), or name a task folder that exists."
+        )
+    if cfg.eval.compare_base_model and not cfg.model.adapter_name_or_path:
+        raise ConfigError(
+            "`compare_base_model: true` compares the model with and without its adapters, but "
+            "`adapter_name_or_path` is not set. Fix: set adapter_name_or_path, or drop compare_base_model."
+        )
+    loss = cfg.finetuning.stage in LOSS_STAGES and (eval_split is not None or has_eval_rows)
+    if not (loss or predict or task):
+        raise ConfigError(
+            "nothing to evaluate: set `eval_dataset` (or `val_size` with `dataset`) for loss and perplexity, "
+            "`predict_with_generate: true` with `eval_dataset` for generation metrics, or `task` for a "
+            "multiple-choice benchmark"
+        )
+    return EvalPlan(results_dir=Path(results).expanduser(), loss=loss, predict=predict, task=task)
+
+
+def _derived_config(cfg: LfRayConfig, **changes: Any) -> LfRayConfig:
+    """`cfg` with some keys changed and no output folders (so derived datasets land in lf-ray's cache)."""
+    from lf_ray.config import build_config
+
+    values = cfg.to_dict(non_default_only=True)
+    values.update(output_dir=None, tokenized_path=None, do_train=False, **changes)
+    return build_config({key: value for key, value in values.items() if value is not None}, source=cfg.source)
+
+
+def _eval_split(cfg: LfRayConfig, *, predict: bool) -> Path:
+    """The tokenized eval rows (prompts only when `predict`), preprocessed or reused by fingerprint."""
+    from lf_ray.data.preprocess import run_preprocess
+
+    stage = "sft" if predict or cfg.finetuning.stage != "pt" else "pt"
+    changes: dict[str, Any] = {"stage": stage, "predict_with_generate": predict, "packing": False}
+    if cfg.data.eval_dataset:
+        changes.update(dataset=None, val_size=0.0)
+    return run_preprocess(_derived_config(cfg, **changes)).path / DATASET_EVAL_DIR
+
+
+def _predict(cfg: LfRayConfig, split: Path, results: Path) -> tuple[dict[str, Any], Path]:
+    import pyarrow.parquet as pq
+
+    from lf_ray.data.tokenizer_spec import tokenizer_spec
+    from lf_ray.evaluate.batch_inference import generate_split
+    from lf_ray.evaluate.metrics import similarity_metrics
+
+    started = time.perf_counter()
+    base_cfg = _derived_config(cfg, adapter_name_or_path=None) if cfg.eval.compare_base_model else None
+    generated = generate_split(cfg, split, base=base_cfg)
+    predictions, base = generated.get("predict", []), generated.get("base_predict")
+    runtime = time.perf_counter() - started
+    tokenizer, _ = tokenizer_spec(cfg).load()
+    table = pq.read_table(split, columns=["input_ids", "labels"]).to_pydict()
+    lines = []
+    for index, (prompt_ids, label_ids) in enumerate(zip(table["input_ids"], table["labels"], strict=True)):
+        row = {
+            "prompt": tokenizer.decode(prompt_ids, skip_special_tokens=False),
+            "predict": predictions[index],
+            "label": tokenizer.decode(label_ids, skip_special_tokens=True).strip(),
+        }
+        if base is not None:
+            row["base_predict"] = base[index]
+        lines.append(json.dumps(row, ensure_ascii=False))
+    path = results / PREDICTIONS_FILE
+    write_text(path, "\n".join(lines) + "\n")
+    labels = [json.loads(line)["label"] for line in lines]
+    metrics = {f"predict_{key}": value for key, value in similarity_metrics(predictions, labels).items()}
+    metrics.update(predict_samples=len(lines), predict_runtime=round(runtime, 3))
+    if base is not None:
+        base_scores = similarity_metrics(base, labels)
+        metrics.update({f"base_predict_{key}": value for key, value in base_scores.items()})
+    return metrics, path
+
+
+def _choice_task(cfg: LfRayConfig, task: Path, results: Path) -> dict[str, Any]:
+    from lf_ray.data.tokenizer_spec import tokenizer_spec
+    from lf_ray.evaluate.choice_tasks import evaluate_choice_task, load_choice_task
+    from lf_ray.model.loading import load_model
+
+    tokenizer, _ = tokenizer_spec(cfg).load()
+    model, _ = load_model(cfg, for_training=False, tokenizer=tokenizer)
+    loaded = load_choice_task(task)
+    scores = evaluate_choice_task(model, tokenizer, loaded, n_shot=cfg.eval.n_shot, batch_size=cfg.eval.batch_size)
+    write_json(results / "choice_results.json", {"task": loaded.name, "n_shot": cfg.eval.n_shot, **scores})
+    return {"choice_accuracy": scores["average"], **{f"choice_{k}": v for k, v in scores["per_subject"].items()}}
+
+
+def run_eval(cfg: LfRayConfig, *, eval_split: Path | None = None) -> EvalResult:
+    """Evaluate the config's model (base + `adapter_name_or_path`) and write the results folder."""
+    plan = plan_eval(cfg, eval_split=eval_split)
+    results = plan.results_dir
+    results.mkdir(parents=True, exist_ok=True)
+    (results / MANIFEST_NAME).unlink(missing_ok=True)  # the folder is unfinished until the new manifest lands
+    metrics: dict[str, Any] = {}
+    timings: dict[str, float] = {}
+    predictions = None
+    if plan.loss:
+        started = time.perf_counter()
+        from lf_ray.evaluate.batch_inference import score_split
+
+        split = eval_split if eval_split is not None else _eval_split(cfg, predict=False)
+        metrics.update(score_split(cfg, split))
+        write_json(results / "eval_results.json", dict(metrics))
+        timings["loss_s"] = round(time.perf_counter() - started, 3)
+    if plan.predict:
+        started = time.perf_counter()
+        predict_metrics, predictions = _predict(cfg, _eval_split(cfg, predict=True), results)
+        write_json(results / "predict_results.json", predict_metrics)
+        metrics.update(predict_metrics)
+        timings["predict_s"] = round(time.perf_counter() - started, 3)
+    if plan.task is not None:
+        started = time.perf_counter()
+        metrics.update(_choice_task(cfg, plan.task, results))
+        timings["task_s"] = round(time.perf_counter() - started, 3)
+    write_json(results / "all_results.json", metrics)
+    write_json(results / MANIFEST_NAME, _manifest(cfg, metrics, timings))
+    logger.info("Evaluated %s: %s", cfg.model.model_name_or_path, metrics)
+    return EvalResult(results_dir=results, metrics=metrics, predictions=predictions)
+
+
+def _manifest(cfg: LfRayConfig, metrics: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
+    return {
+        "kind": "evaluation",
+        "status": "complete",
+        "lf_ray_version": __version__,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": cfg.model.model_name_or_path,
+        "adapters": list(cfg.model.adapter_name_or_path or []),
+        "eval_dataset": list(cfg.data.eval_dataset or []),
+        "task": cfg.eval.task,
+        "metrics": metrics,
+        "timings": timings,
+    }

@@ -1,0 +1,247 @@
+"""Run a planned pipeline on Ray: one Ray task per step, chained by the ObjectRefs of their inputs.
+
+Independent steps run at the same time (eval and export after train); each task holds the resources its step
+declares (none by default for steps that start their own Ray Data / Train work, so they cannot starve it).
+A step's console output goes to `<artifact>/step.log` and, prefixed with the step id, to the driver's console.
+A step's artifact counts as finished only once its `manifest.json` is written, last and atomically; a re-run
+after a crash or a kill therefore starts at the first unfinished step, and a train step resumes from its last
+Ray Train checkpoint (its run keeps its name in the pipeline's `ray_train` folder).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lf_ray import __version__
+from lf_ray.artifacts import write_json
+from lf_ray.constants import MANIFEST_NAME
+from lf_ray.errors import LfRayError
+from lf_ray.pipeline.plan import PipelinePlan, StepPlan
+from lf_ray.pipeline.store import RunRecord, now
+
+STEP_LOG = "step.log"
+
+
+@dataclass
+class PipelineResult:
+    record: RunRecord
+    plan: PipelinePlan
+    tracking_uri: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.record.data["status"] == "complete"
+
+
+class _PrefixedTee(io.TextIOBase):
+    """Write every line to the step's log file and, prefixed with the step id, to the original stream."""
+
+    def __init__(self, stream: Any, log: Any, prefix: str) -> None:
+        self.stream, self.log, self.prefix = stream, log, prefix
+        self.at_line_start = True
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        self.log.flush()
+        for piece in text.splitlines(keepends=True):
+            self.stream.write((self.prefix if self.at_line_start else "") + piece)
+            self.at_line_start = piece.endswith("\n")
+        self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def step_output(log_path: Path, step_id: str) -> Iterator[None]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        out, err = sys.stdout, sys.stderr
+        sys.stdout = _PrefixedTee(out, log, f"[{step_id}] ")
+        sys.stderr = _PrefixedTee(err, log, f"[{step_id}] ")
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err
+
+
+def execute_step(step: StepPlan, run_id: str, mlflow_run_id: str | None, *upstream: dict[str, Any]) -> dict:
+    """The body of a step's Ray task: run it, then write its manifest (the artifact's completion mark)."""
+    from lf_ray.config import build_config
+    from lf_ray.pipeline.steps import STEP_RUNNERS, StepContext
+
+    del upstream  # only awaited: Ray starts this task once every input step has finished
+    started_at, started = now(), time.perf_counter()
+    step.artifact_dir.mkdir(parents=True, exist_ok=True)
+    with step_output(step.artifact_dir / STEP_LOG, step.id):
+        print(f"step {step.id} ({step.uses}) started, artifact {step.artifact_dir}", flush=True)
+        cfg = build_config(step.config, source=f"step `{step.id}`")
+        context = StepContext(step.id, step.artifact_dir, step.input_outputs, mlflow_run_id)
+        result = STEP_RUNNERS[step.uses](cfg, context)
+        seconds = round(time.perf_counter() - started, 3)
+        print(f"step {step.id} finished in {seconds} s", flush=True)
+    outputs = {**step.outputs, **{k: v for k, v in result.outputs.items() if v is not None}}
+    manifest = {
+        "step": step.id,
+        "uses": step.uses,
+        "status": "complete",
+        "fingerprint": step.fingerprint,
+        "inputs": step.input_fingerprints,
+        "outputs": outputs,
+        "metrics": result.metrics,
+        "started_at": started_at,
+        "finished_at": now(),
+        "duration_s": seconds,
+        "run_id": run_id,
+        "lf_ray_version": __version__,
+        "config": step.config,
+    }
+    write_json(step.artifact_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def _root_error(err: BaseException) -> BaseException:
+    """The user's error inside Ray's wrapper (a bad input on a worker reads as itself)."""
+    cause = getattr(err, "cause", None)
+    return cause if isinstance(cause, BaseException) else err
+
+
+def _summary(err: BaseException) -> str:
+    text = str(_root_error(err)).strip()
+    return text.splitlines()[-1] if len(text.splitlines()) > 20 else text or type(err).__name__
+
+
+def run_pipeline(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> PipelineResult:
+    """Execute the steps of `plan` that are not cached, record the run, and track it in MLflow."""
+    import ray
+
+    from lf_ray.cluster import ensure_ray
+    from lf_ray.tracking.lineage import PipelineLineage
+
+    if plan.to_run:  # a fully cached run needs no cluster
+        ensure_ray(plan.spec.defaults.get("ray_init_kwargs"))
+    record = RunRecord.create(plan.root, plan.spec.name, plan.spec.source, _initial_steps(plan))
+    lineage = PipelineLineage.start(plan.spec.name, record.run_id, {"lf_ray.root": str(plan.root)})
+    record.data["mlflow"] = {"tracking_uri": lineage.uri, "run_id": lineage.parent_run_id}
+    record.save()
+    echo(
+        f"[pipeline] run {record.run_id}: {len(plan.to_run)} of {len(plan.steps)} step(s) to run, record {record.path}"
+    )
+
+    remote = ray.remote(execute_step)
+    pending: dict[Any, tuple[StepPlan, str]] = {}
+    refs: dict[str, Any] = {}
+    for step in plan.steps.values():
+        child = lineage.start_step(
+            step.id,
+            step.uses,
+            step.fingerprint,
+            str(step.artifact_dir),
+            step.config,
+            cached=step.cached and not step.forced,
+        )
+        if step.cached and not step.forced:
+            metrics = (step.manifest or {}).get("metrics", {})
+            lineage.finish_step(child, status="FINISHED", metrics=metrics, outputs=step.outputs)
+            record.update_step(step.id, status="cached", metrics=metrics, duration_s=0.0)
+            echo(f"[pipeline] {step.id}: cached ({step.artifact_dir})")
+            continue
+        options = _task_options(plan, step)
+        upstream = [refs[need] for need in step.needs if need in refs]
+        refs[step.id] = remote.options(**options).remote(step, record.run_id, child, *upstream)
+        pending[refs[step.id]] = (step, child)
+        record.update_step(step.id, status="submitted")
+    status = _collect(pending, plan, record, lineage, echo)
+    record.finish(status)
+    lineage.finish("FINISHED" if status == "complete" else "FAILED")
+    return PipelineResult(record, plan, lineage.uri)
+
+
+def _task_options(plan: PipelinePlan, step: StepPlan) -> dict[str, Any]:
+    resources = dict(step.resources)
+    options: dict[str, Any] = {"name": f"{plan.spec.name}.{step.id}", "max_retries": 0}
+    options["num_cpus"] = resources.pop("CPU", 0)
+    options["num_gpus"] = resources.pop("GPU", 0)
+    if "memory" in resources:
+        options["memory"] = resources.pop("memory")
+    if resources:
+        options["resources"] = resources
+    return options
+
+
+def _collect(pending: dict, plan: PipelinePlan, record: RunRecord, lineage: Any, echo: Callable[[str], None]) -> str:
+    """Wait for the step tasks in completion order, recording each; a failure skips what depends on it."""
+    import ray
+
+    failed: dict[str, str] = {}
+    ref_of = {step.id: ref for ref, (step, _) in pending.items()}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        step, child = pending.pop(done[0])
+        upstream_failure = next((need for need in step.needs if need in failed), None)
+        try:
+            manifest = ray.get(done[0])
+        except Exception as err:
+            unsettled = [ref_of[need] for need in step.needs if ref_of.get(need) in pending]
+            if unsettled and not upstream_failure:  # settle the input first: its failure is the one to report
+                pending[done[0]] = (step, child)
+                ray.wait(unsettled, num_returns=len(unsettled))
+                continue
+            if upstream_failure:
+                reason = f"skipped: input `{upstream_failure}` failed"
+                record.update_step(step.id, status="skipped", error=reason)
+                echo(f"[pipeline] {step.id}: {reason}")
+            else:
+                failed[step.id] = _summary(err)
+                record.update_step(step.id, status="failed", error=failed[step.id], finished_at=now())
+                echo(f"[pipeline] {step.id}: FAILED: {failed[step.id]}")
+            failed.setdefault(step.id, "skipped")
+            lineage.finish_step(child, status="FAILED")
+            continue
+        record.update_step(
+            step.id,
+            status="complete",
+            metrics=manifest["metrics"],
+            outputs=manifest["outputs"],
+            started_at=manifest["started_at"],
+            finished_at=manifest["finished_at"],
+            duration_s=manifest["duration_s"],
+        )
+        lineage.finish_step(child, status="FINISHED", metrics=manifest["metrics"], outputs=manifest["outputs"])
+        echo(f"[pipeline] {step.id}: complete in {manifest['duration_s']} s ({step.artifact_dir})")
+    if failed:
+        first = next(iter(failed))
+        record.data["error"] = f"step `{first}` failed: {failed[first]}"
+        return "failed"
+    return "complete"
+
+
+def _initial_steps(plan: PipelinePlan) -> dict[str, dict[str, Any]]:
+    return {
+        step.id: {
+            "uses": step.uses,
+            "needs": list(step.needs),
+            "fingerprint": step.fingerprint,
+            "artifact_dir": str(step.artifact_dir),
+            "status": "pending",
+            "outputs": step.outputs,
+        }
+        for step in plan.steps.values()
+    }
+
+
+def raise_if_failed(result: PipelineResult) -> None:
+    if not result.ok:
+        raise LfRayError(
+            f"pipeline run {result.record.run_id} failed: {result.record.data.get('error')}; "
+            f"the step logs are in the artifact folders (step.log), the record in {result.record.path}"
+        )

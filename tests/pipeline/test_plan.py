@@ -1,0 +1,183 @@
+"""Planning: each step's layered config, fingerprints that change exactly where the config changed, the cache."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+
+import pytest
+
+from lf_ray.constants import DEMO_DATA_DIR
+from lf_ray.errors import ConfigError
+from lf_ray.pipeline.plan import plan_pipeline
+from lf_ray.pipeline.spec import parse_pipeline
+
+
+def _raw(tmp_path) -> dict:
+    return {
+        "name": "tiny",
+        "storage_path": str(tmp_path / "store"),
+        "defaults": {"model_name_or_path": "builtin:tiny-llama", "template": "llama3", "dataset_dir": "builtin"},
+        "steps": [
+            {"id": "data", "uses": "preprocess", "with": {"dataset": "identity", "cutoff_len": 64, "val_size": 0.1}},
+            {"id": "sft", "uses": "train", "needs": ["data"], "with": {"finetuning_type": "lora", "max_steps": 2}},
+            {"id": "eval", "uses": "eval", "needs": ["sft"], "with": {"eval_dataset": "identity_eval"}},
+            {"id": "export", "uses": "export", "needs": ["sft"], "with": {"export_size": 1}},
+        ],
+    }
+
+
+def _plan(raw, **kwargs):
+    return plan_pipeline(parse_pipeline(raw), **kwargs)
+
+
+def _fingerprints(raw) -> dict[str, str]:
+    return {step_id: step.fingerprint for step_id, step in _plan(raw).steps.items()}
+
+
+def test_steps_get_their_inputs_and_their_folders(tmp_path):
+    plan = _plan(_raw(tmp_path))
+    data, sft, ev, export = (plan.steps[k] for k in ("data", "sft", "eval", "export"))
+    root = tmp_path / "store" / "tiny"
+    assert data.artifact_dir == root / "steps" / "data" / data.fingerprint[:12]
+    assert data.config["tokenized_path"] == str(data.artifact_dir / "dataset")
+    # train: the preprocess step's data keys and dataset, its own folder, Ray Train storage in the pipeline
+    assert sft.config["tokenized_path"] == data.outputs["dataset"]
+    assert (sft.config["dataset"], sft.config["cutoff_len"], sft.config["val_size"]) == (["identity"], 64, 0.1)
+    assert sft.config["output_dir"] == str(sft.artifact_dir / "model")
+    assert sft.config["ray_storage_path"] == str(root / "ray_train")
+    assert sft.outputs["adapters"] == [str(sft.artifact_dir / "model")]
+    # eval / export: the trained model's location and the template it was trained with, not its data
+    for consumer in (ev, export):
+        assert consumer.config["model_name_or_path"] == "builtin:tiny-llama"
+        assert consumer.config["adapter_name_or_path"] == [sft.config["output_dir"]]
+        assert consumer.config["cutoff_len"] == 64 and consumer.config["template"] == "llama3"
+        assert "dataset" not in consumer.config and "max_steps" not in consumer.config
+    assert ev.config["save_dir"] == str(ev.artifact_dir / "results")
+    assert export.config["export_dir"] == str(export.artifact_dir / "model")
+    assert export.resources == {"CPU": 1.0} and sft.resources == {"CPU": 0.0}
+    assert [step.id for step in plan.to_run] == ["data", "sft", "eval", "export"]
+
+
+def test_a_changed_step_changes_its_own_and_its_descendants_fingerprints_only(tmp_path):
+    raw = _raw(tmp_path)
+    before = _fingerprints(raw)
+    assert _fingerprints(copy.deepcopy(raw)) == before  # stable
+
+    changed = copy.deepcopy(raw)
+    changed["steps"][3]["with"]["export_size"] = 2
+    after = _fingerprints(changed)
+    assert [k for k in before if before[k] != after[k]] == ["export"]
+
+    changed = copy.deepcopy(raw)
+    changed["steps"][1]["with"]["learning_rate"] = 1e-3
+    after = _fingerprints(changed)
+    assert [k for k in before if before[k] != after[k]] == ["sft", "eval", "export"]
+
+    changed = copy.deepcopy(raw)
+    changed["defaults"]["template"] = "default"
+    after = _fingerprints(changed)
+    assert all(before[k] != after[k] for k in before)
+
+
+def test_editing_a_data_file_invalidates_the_steps_that_read_it(tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(DEMO_DATA_DIR, data_dir)
+    raw = _raw(tmp_path)
+    raw["defaults"]["dataset_dir"] = str(data_dir)
+    before = _fingerprints(raw)
+    rows = json.loads((data_dir / "identity.json").read_text())
+    (data_dir / "identity.json").write_text(json.dumps(rows[:-1]))
+    after = _fingerprints(raw)
+    assert all(before[k] != after[k] for k in before)  # data, and everything downstream of it
+
+
+def test_a_finished_artifact_with_the_same_fingerprint_is_reused_and_forcing_reruns_it(tmp_path):
+    raw = _raw(tmp_path)
+    plan = _plan(raw)
+    data = plan.steps["data"]
+    data.artifact_dir.mkdir(parents=True)
+    (data.artifact_dir / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": "other"}))
+    assert not _plan(raw).steps["data"].cached
+    (data.artifact_dir / "manifest.json").write_text(
+        json.dumps({"status": "complete", "fingerprint": data.fingerprint})
+    )
+    again = _plan(raw)
+    assert again.steps["data"].cached and [s.id for s in again.to_run] == ["sft", "eval", "export"]
+    forced = _plan(raw, from_step="data")
+    assert [s.id for s in forced.to_run] == ["data", "sft", "eval", "export"]
+    with pytest.raises(ConfigError, match=r"--only eval: its inputs sft have no finished artifact"):
+        _plan(raw, only_step="eval")
+    only = _plan(raw, only_step="sft")
+    assert [s.id for s in only.to_run] == ["sft"]
+
+
+def test_a_preprocess_step_takes_the_stage_of_its_trainer(tmp_path):
+    raw = _raw(tmp_path)
+    raw["steps"][0]["with"]["dataset"] = "dpo_en_demo"
+    raw["steps"][1]["with"]["stage"] = "dpo"
+    raw["steps"] = raw["steps"][:2]
+    plan = _plan(raw)
+    assert plan.steps["data"].config["stage"] == "dpo"
+
+
+def test_dpo_after_sft_continues_the_adapter_or_stacks_a_new_one(tmp_path):
+    raw = _raw(tmp_path)
+    raw["steps"][2:] = [
+        {"id": "pairs", "uses": "preprocess", "with": {"dataset": "dpo_en_demo", "stage": "dpo", "cutoff_len": 64}},
+        {"id": "dpo", "uses": "train", "needs": ["sft", "pairs"], "with": {"stage": "dpo", "finetuning_type": "lora"}},
+        {"id": "export", "uses": "export", "needs": ["dpo"]},
+    ]
+    plan = _plan(raw)
+    sft, dpo = plan.steps["sft"], plan.steps["dpo"]
+    assert dpo.config["adapter_name_or_path"] == [sft.config["output_dir"]]  # trained further, as LF resumes it
+    assert dpo.outputs["adapters"] == [dpo.config["output_dir"]]
+    assert "max_steps" not in dpo.config  # the sft step's training keys stay with it
+    raw["steps"][3]["with"]["create_new_adapter"] = True
+    stacked = _plan(raw).steps["dpo"]
+    assert stacked.outputs["adapters"] == [sft.config["output_dir"], stacked.config["output_dir"]]
+    assert _plan(raw).steps["export"].config["adapter_name_or_path"] == stacked.outputs["adapters"]
+
+
+def test_explicit_references_resolve_to_the_inputs_outputs(tmp_path):
+    raw = _raw(tmp_path)
+    raw["steps"][3] = {
+        "id": "export",
+        "uses": "export",
+        "needs": ["sft"],
+        "with": {"adapter_name_or_path": "${steps.sft.outputs.model}"},
+    }
+    plan = _plan(raw)
+    assert plan.steps["export"].config["adapter_name_or_path"] == [plan.steps["sft"].outputs["model"]]
+    raw["steps"][3]["with"]["adapter_name_or_path"] = "${steps.data.outputs.dataset}"
+    with pytest.raises(ConfigError, match=r"add `data` to its `needs`"):
+        _plan(raw)
+    raw["steps"][3]["with"]["adapter_name_or_path"] = "${steps.sft.outputs.weights}"
+    with pytest.raises(ConfigError, match=r"`sft` has no output `weights`; its outputs are adapters, base_model"):
+        _plan(raw)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda raw: raw["steps"][1]["with"].update(output_dir="x"), r"step `sft` sets `output_dir`.*remove"),
+        (
+            lambda raw: raw["steps"][1]["with"].update(lerning_rate=1),
+            r"unknown key `lerning_rate` in step `sft` `with`; did you mean `learning_rate`",
+        ),
+        (
+            lambda raw: raw["steps"][1]["with"].update(cutoff_len=32),
+            r"`sft` would tokenize its data differently from `data` \(cutoff_len differ",
+        ),
+        (lambda raw: raw["steps"][2]["with"].update(task="demo_mmlu", task_dir="nowhere"), r"no task.json in nowhere"),
+        (lambda raw: raw["steps"][2]["with"].update(predict_with_generate=True, eval_dataset=None), r"eval_dataset"),
+        (lambda raw: raw.update(storage_path="s3://bucket/runs"), r"is a URI.*ray_storage_path: s3://"),
+        (lambda raw: raw["steps"].append({"id": "api", "uses": "serve", "needs": ["export"]}), r"cannot run yet"),
+    ],
+)
+def test_bad_step_configs_are_refused_before_anything_runs(tmp_path, edit, message):
+    raw = _raw(tmp_path)
+    edit(raw)
+    with pytest.raises(ConfigError, match=message):
+        _plan(raw)
