@@ -119,7 +119,7 @@ def _map_split(
     ensure_ray(cfg.ray.ray_init_kwargs)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    dataset = ray.data.read_parquet(str(split), columns=columns).map_batches(
+    dataset = ray.data.read_parquet(str(split)).select_columns(columns).map_batches(
         actor,
         fn_constructor_kwargs={"config": cfg.to_dict(), **actor_kwargs},
         batch_size=cfg.eval.batch_size,

@@ -27,6 +27,7 @@ from lf_ray.pipeline.plan import PipelinePlan, StepPlan
 from lf_ray.pipeline.store import RunRecord, now
 
 STEP_LOG = "step.log"
+_RAY_TQDM_TOKEN = "__ray_tqdm_magic_token__"
 
 
 @dataclass
@@ -48,6 +49,9 @@ class _PrefixedTee(io.TextIOBase):
         self.at_line_start = True
 
     def write(self, text: str) -> int:
+        if _RAY_TQDM_TOKEN in text:  # Ray Data's progress bars: the driver decodes these lines, leave them whole
+            self.stream.write(text)
+            return len(text)
         self.log.write(text)
         self.log.flush()
         for piece in text.splitlines(keepends=True):

@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,11 @@ from lf_ray.errors import ConfigError
 
 RUNS_DIR = "runs"
 RUN_RECORD = "run.json"
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
 
 
 def now() -> str:
-    return time.strftime(TIME_FORMAT)
+    """Local time with its UTC offset, to the millisecond (ISO 8601: sorts and parses back)."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:
@@ -129,4 +130,4 @@ def duration(record: RunRecord) -> float | None:
     started, finished = record.data.get("started_at"), record.data.get("finished_at")
     if not started or not finished:
         return None
-    return time.mktime(time.strptime(finished, TIME_FORMAT)) - time.mktime(time.strptime(started, TIME_FORMAT))
+    return (datetime.fromisoformat(finished) - datetime.fromisoformat(started)).total_seconds()

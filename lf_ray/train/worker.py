@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,10 @@ def _shard(name: str) -> datasets.Dataset | None:
     if shard is None:
         return None
     blocks = list(shard.iter_batches(batch_size=None, batch_format="pyarrow"))
-    return datasets.Dataset(pa.concat_tables(blocks)) if blocks else None
+    if not blocks:
+        return None
+    # An explicit fingerprint: hashing the table (datasets' default) costs time and prints dill's disassembly.
+    return datasets.Dataset(pa.concat_tables(blocks), fingerprint=f"lf-ray-{name}-{uuid.uuid4().hex}")
 
 
 def keep_worker_shard(trainer: Trainer) -> Trainer:
