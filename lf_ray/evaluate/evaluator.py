@@ -101,15 +101,19 @@ def _derived_config(cfg: LfRayConfig, **changes: Any) -> LfRayConfig:
     return build_config({key: value for key, value in values.items() if value is not None}, source=cfg.source)
 
 
-def _eval_split(cfg: LfRayConfig, *, predict: bool) -> Path:
-    """The tokenized eval rows (prompts only when `predict`), preprocessed or reused by fingerprint."""
+def _eval_split(cfg: LfRayConfig, *, predict: bool, work_dir: Path | None = None) -> Path:
+    """The tokenized eval rows (prompts only when `predict`), preprocessed or reused by fingerprint, into
+    `work_dir` when given (a pipeline's artifact, on storage every node reads), else lf-ray's cache."""
     from lf_ray.data.preprocess import run_preprocess
 
     stage = "sft" if predict or cfg.finetuning.stage != "pt" else "pt"
     changes: dict[str, Any] = {"stage": stage, "predict_with_generate": predict, "packing": False}
     if cfg.data.eval_dataset:
         changes.update(dataset=None, val_size=0.0)
-    return run_preprocess(_derived_config(cfg, **changes)).path / DATASET_EVAL_DIR
+    derived = _derived_config(cfg, **changes)
+    if work_dir is not None:
+        derived.data.tokenized_path = str(work_dir / ("tokenized_prompts" if predict else "tokenized_rows"))
+    return run_preprocess(derived).path / DATASET_EVAL_DIR
 
 
 def _predict(cfg: LfRayConfig, split: Path, results: Path) -> tuple[dict[str, Any], Path]:
@@ -160,8 +164,11 @@ def _choice_task(cfg: LfRayConfig, task: Path, results: Path) -> dict[str, Any]:
     return {"choice_accuracy": scores["average"], **{f"choice_{k}": v for k, v in scores["per_subject"].items()}}
 
 
-def run_eval(cfg: LfRayConfig, *, eval_split: Path | None = None) -> EvalResult:
-    """Evaluate the config's model (base + `adapter_name_or_path`) and write the results folder."""
+def run_eval(cfg: LfRayConfig, *, eval_split: Path | None = None, work_dir: Path | None = None) -> EvalResult:
+    """Evaluate the config's model (base + `adapter_name_or_path`) and write the results folder.
+
+    `eval_split`: tokenized rows to score instead of the config's eval data; `work_dir`: where the eval data
+    is tokenized (default: lf-ray's cache)."""
     plan = plan_eval(cfg, eval_split=eval_split)
     results = plan.results_dir
     results.mkdir(parents=True, exist_ok=True)
@@ -173,13 +180,13 @@ def run_eval(cfg: LfRayConfig, *, eval_split: Path | None = None) -> EvalResult:
         started = time.perf_counter()
         from lf_ray.evaluate.batch_inference import score_split
 
-        split = eval_split if eval_split is not None else _eval_split(cfg, predict=False)
+        split = eval_split if eval_split is not None else _eval_split(cfg, predict=False, work_dir=work_dir)
         metrics.update(score_split(cfg, split))
         write_json(results / "eval_results.json", dict(metrics))
         timings["loss_s"] = round(time.perf_counter() - started, 3)
     if plan.predict:
         started = time.perf_counter()
-        predict_metrics, predictions = _predict(cfg, _eval_split(cfg, predict=True), results)
+        predict_metrics, predictions = _predict(cfg, _eval_split(cfg, predict=True, work_dir=work_dir), results)
         write_json(results / "predict_results.json", predict_metrics)
         metrics.update(predict_metrics)
         timings["predict_s"] = round(time.perf_counter() - started, 3)

@@ -83,7 +83,11 @@ def execute_step(step: StepPlan, run_id: str, mlflow_run_id: str | None, *upstre
     from lf_ray.config import build_config
     from lf_ray.pipeline.steps import STEP_RUNNERS, StepContext
 
+    import ray.data
+
     del upstream  # only awaited: Ray starts this task once every input step has finished
+    # Progress bars of steps running side by side would garble the console; each step prints its own lines.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     started_at, started = now(), time.perf_counter()
     step.artifact_dir.mkdir(parents=True, exist_ok=True)
     with step_output(step.artifact_dir / STEP_LOG, step.id):

@@ -60,7 +60,7 @@ def eval_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
             split = Path(outputs["dataset"]) / DATASET_EVAL_DIR if outputs.get("dataset") else None
             if split is not None and split.is_dir():
                 eval_split = split
-    result = run_eval(cfg, eval_split=eval_split)
+    result = run_eval(cfg, eval_split=eval_split, work_dir=context.artifact_dir)
     outputs = {"results": str(result.results_dir)}
     if result.predictions:
         outputs["predictions"] = str(result.predictions)

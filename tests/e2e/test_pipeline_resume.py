@@ -6,10 +6,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -123,11 +125,14 @@ def _free_port() -> int:
 def test_ray_job_submit_runs_a_pipeline_on_a_ray_cluster(tmp_path):
     _pipeline(tmp_path, max_steps=2)  # resumable.yaml, in the job's working dir
     env = _env(RAY_AUTH_MODE="disabled")  # ../shared/FIELD-NOTES.md: ray start and the job CLI must agree
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard, agent, client = (_free_port() for _ in range(4))
+    ray_dir = tempfile.mkdtemp(prefix="lfr-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
     head = subprocess.Popen(
         [
             str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
-            "--include-dashboard=true", f"--dashboard-port={dashboard}", f"--temp-dir={tmp_path / 'ray'}",
+            "--include-dashboard=true", f"--dashboard-port={dashboard}", f"--temp-dir={ray_dir}",
+            # the test session's own Ray already holds the default ports of these two
+            f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}",
         ],
         env=env,
         stdout=subprocess.DEVNULL,
@@ -140,11 +145,11 @@ def test_ray_job_submit_runs_a_pipeline_on_a_ray_cluster(tmp_path):
             "--working-dir", str(tmp_path), "--", "lf-ray", "run", "resumable.yaml",
         ]  # fmt: skip
         job = None
-        for _ in range(60):  # the dashboard takes a while to accept jobs
+        for _ in range(30):  # the dashboard and its node agent take a while to accept jobs
             job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
-            if "Connection refused" not in job.stderr + job.stdout and "Failed to connect" not in job.stderr:
+            if not any(sign in job.stderr for sign in ("Failed to connect", "No available agent")):
                 break
-            time.sleep(2)
+            time.sleep(3)
         assert job is not None and job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout and "[pipeline] export: complete" in job.stdout
         (export_dir,) = _step_dirs(tmp_path, "export")
@@ -155,3 +160,4 @@ def test_ray_job_submit_runs_a_pipeline_on_a_ray_cluster(tmp_path):
         time.sleep(1)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(ray_dir, ignore_errors=True)
