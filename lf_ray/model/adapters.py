@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from lf_ray.config import FinetuningArguments, LfRayConfig
 
 logger = logging.getLogger(__name__)
+
+# PEFT 0.21 still reads transformers' deprecated `is_gradient_checkpointing` on every PeftModel it builds.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 
 OUTPUT_HEADS = frozenset({"lm_head", "score", "classifier"})
 """Last layers that map hidden states to logits or rewards: never a LoRA target under `lora_target: all`."""
