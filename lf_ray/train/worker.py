@@ -52,7 +52,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         eval_dataset=eval_dataset,
         cfg=cfg,
         training_args=training_args,
-        callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg)],
+        callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, loop_config.get("mlflow_run_id"))],
         optimizer=_optimizer(model, training_args, cfg),
     )
     trainer = keep_worker_shard(STAGES[cfg.finetuning.stage](context))
@@ -150,13 +150,14 @@ def _optimizer(model, training_args, cfg: LfRayConfig):
     return create_loraplus_optimizer(model, training_args, cfg)
 
 
-def _tracking_callbacks(cfg: LfRayConfig) -> list[Any]:
+def _tracking_callbacks(cfg: LfRayConfig, mlflow_run_id: str | None = None) -> list[Any]:
+    """The trainer log, and MLflow when `report_to` asks for it (joining `mlflow_run_id` when given)."""
     from lf_ray.tracking.mlflow_tracking import MlflowCallback, wants_mlflow
     from lf_ray.tracking.trainer_log import TrainerLogCallback
 
     callbacks: list[Any] = [TrainerLogCallback()]
     if wants_mlflow(cfg.training.get("report_to")):
-        callbacks.append(MlflowCallback.from_config(cfg))
+        callbacks.append(MlflowCallback.from_config(cfg, run_id=mlflow_run_id))
     return callbacks
 
 
