@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
             sub, name, "merge LoRA adapters into the base model and export it (safetensors, chat template)"
         )
 
+    _add_config_command(sub, "tune", "sweep hyperparameters with Ray Tune: a train config plus a `tune:` section")
+
     keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
     keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, training)")
 
@@ -178,6 +180,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from lf_ray.data.preprocess import plan_preprocess
+    from lf_ray.reporting import print_dry_run
+    from lf_ray.tune import run_tune, sweep_name, tune_spec
+    from lf_ray.tune.plan import describe_tune_plan, describe_tune_result
+
+    cfg = _load(args.config, args.overrides)
+    spec = tune_spec(cfg)
+    if args.dry_run:
+        print_dry_run(cfg, plan_preprocess(cfg))
+        print("\n" + describe_tune_plan(cfg, spec, sweep_name(cfg)))
+        return 0
+    print(describe_tune_result(run_tune(cfg)))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from lf_ray.constants import DEMO_CONFIG
     from lf_ray.data.preprocess import plan_preprocess, run_preprocess
@@ -202,5 +220,6 @@ COMMANDS = {
     "train": cmd_train,
     "export": cmd_export,
     "merge": cmd_export,
+    "tune": cmd_tune,
     **dict.fromkeys(STAGE_ALIASES, cmd_train),
 }
