@@ -106,11 +106,11 @@ def run_tune(
         cfg.training["output_dir"] = str(output_dir)
     check_trainable(cfg)
     out = Path(cfg.training["output_dir"]).expanduser().resolve()
+    name = sweep_name(cfg)
+    _prepare_output(cfg, out, name)
     dataset = run_preprocess(cfg)  # once, for every trial
     check_model_fits_finetuning(cfg)
     ensure_ray(cfg.ray.ray_init_kwargs)
-    name = sweep_name(cfg)
-    _prepare_output(cfg, out, name)
     datasets = materialize_datasets(dataset.path)
     plan = plan_trials(spec, cfg.ray, _free_resources())
     for note in plan.notes:
@@ -118,7 +118,11 @@ def run_tune(
     uri = tracking_uri()
     sweep_run = _start_sweep_run(cfg, spec, name, mlflow_parent_run_id, uri)
     context = _trial_context(cfg, spec, plan, out, name, sweep_run, uri)
-    records = _fit_sweep(cfg, spec, context, datasets, name, show_progress)
+    try:
+        records = _fit_sweep(cfg, spec, context, datasets, name, show_progress)
+    except BaseException:
+        _finish_tracking(sweep_run, [], None, [], uri)  # the sweep's run ends FAILED, not RUNNING forever
+        raise
 
     rows = sort_rows([_row(record, out) for record in records], spec.mode)
     best_id = _best_id(rows, spec)

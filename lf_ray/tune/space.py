@@ -49,7 +49,7 @@ def build_scheduler(spec: TuneSpec) -> TrialScheduler:
     if spec.scheduler == "pbt":
         mutations = {p.key: to_distribution(p) for p in spec.param_space if p.distribution != "grid"}
         options.setdefault("perturbation_interval", 1)
-        return PopulationBasedTraining(hyperparam_mutations=mutations, seed=spec.seed, **options)
+        return PopulationBasedTraining(hyperparam_mutations=mutations, **options)
     return FIFOScheduler()
 
 
