@@ -240,7 +240,15 @@ def test_field_help_covers_every_group():
     assert table["max_new_tokens"][0] == "generating"
     assert table["learning_rate"][0] == "training" and table["learning_rate"][2] == 5e-5
     assert "warmup_steps" in table["warmup_ratio"][1]
-    assert {group for group, _, _ in table.values()} == {"model", "data", "finetuning", "generating", "ray", "training"}
+    assert {group for group, _, _ in table.values()} == {
+        "model",
+        "data",
+        "finetuning",
+        "generating",
+        "ray",
+        "tune",
+        "training",
+    }
     assert all(help_text for _, help_text, _ in table.values() if _ != "training")
 
 
