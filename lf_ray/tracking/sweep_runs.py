@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from lf_ray.errors import ConfigError
 from lf_ray.tracking.mlflow_tracking import DEFAULT_EXPERIMENT, TAG_STAGE, get_or_create_experiment, tracking_uri
 
 TAG_TRIAL_ID = "lf_ray.tune.trial_id"
@@ -35,7 +36,15 @@ def start_sweep_run(
     client = MlflowClient(uri)
     tags = {TAG_SWEEP: "true", TAG_STAGE: stage}
     if parent_run_id:
-        experiment_id = client.get_run(parent_run_id).info.experiment_id
+        from mlflow.exceptions import MlflowException
+
+        try:
+            experiment_id = client.get_run(parent_run_id).info.experiment_id
+        except MlflowException as err:
+            raise ConfigError(
+                f"MLflow parent run {parent_run_id!r} is not in the store {uri} ({err}); pass the run id of an "
+                "existing run, or no parent to create a top-level sweep run"
+            ) from err
         tags[_PARENT_TAG] = parent_run_id
     else:
         experiment_id = get_or_create_experiment(client, DEFAULT_EXPERIMENT, uri)

@@ -11,6 +11,7 @@ completed trial's folder, with a manifest) and `tune_results.csv` / `tune_result
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import time
@@ -102,8 +103,8 @@ def run_tune(
     from lf_ray.tune.resources import plan_trials
 
     spec = tune_spec(cfg)
-    if output_dir is not None:
-        cfg.training["output_dir"] = str(output_dir)
+    if output_dir is not None:  # a copy: the caller's config stays as it was
+        cfg = dataclasses.replace(cfg, training={**cfg.training, "output_dir": str(output_dir)})
     check_trainable(cfg)
     out = Path(cfg.training["output_dir"]).expanduser().resolve()
     name = sweep_name(cfg)

@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 TIME_ATTR = "training_iteration"
 """Schedulers count a trial's progress in reports; a trial reports at each checkpoint save."""
 
+ASHA_MAX_T = 100_000
+"""ASHA's default `max_t` in reports: far beyond any run, so trials end when training does, not at a rung."""
+
 _SEARCH_PACKAGES = {"optuna": "optuna", "hyperopt": "hyperopt"}
 
 
@@ -45,6 +48,8 @@ def build_scheduler(spec: TuneSpec) -> TrialScheduler:
 
     options = {"time_attr": TIME_ATTR, **spec.scheduler_options}
     if spec.scheduler == "asha":
+        # Ray's default max_t (100 reports) would stop every trial of a long run; the run's own end is the limit
+        options.setdefault("max_t", ASHA_MAX_T)
         return ASHAScheduler(**options)
     if spec.scheduler == "pbt":
         mutations = {p.key: to_distribution(p) for p in spec.param_space if p.distribution != "grid"}

@@ -49,6 +49,7 @@ def test_schedulers():
     asha = build_scheduler(_spec(scheduler="asha", scheduler_options={"grace_period": 2, "reduction_factor": 3}))
     assert isinstance(asha, AsyncHyperBandScheduler) and asha._time_attr == "training_iteration"
     assert asha._brackets[0].rf == 3 and asha._brackets[0]._rungs[-1][0] == 2  # the grace period is the first rung
+    assert asha._max_t == 100_000  # not Ray's 100 reports, which would stop long runs at a rung
     pbt = build_scheduler(
         _spec({"learning_rate": {"loguniform": [1e-4, 1e-2]}, "lora_rank": {"grid": [4, 8]}}, scheduler="pbt")
     )

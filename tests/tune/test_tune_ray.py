@@ -37,7 +37,9 @@ def test_asha_sweep_picks_the_best_trial_frees_stopped_ones_and_feeds_export(tmp
     from lf_ray.config import prepare_config as export_config
     from lf_ray.export.merge import run_export
 
-    result = run_tune(_sweep_config(tmp_path), show_progress=False)
+    cfg = prepare_config(EXAMPLE, [f"ray_storage_path={tmp_path / 'ray'}"])
+    result = run_tune(cfg, output_dir=tmp_path / "sweep", show_progress=False)  # what a pipeline step calls
+    assert cfg.training["output_dir"] == "saves/tiny-llama/lora/tune"  # the caller's config is left alone
 
     rows = {row.trial_id: row for row in result.trials}
     assert len(rows) == 4
