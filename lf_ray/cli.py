@@ -70,8 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     runs_show.add_argument("run_id", help="a run id (or a unique prefix)")
     runs_show.add_argument("where", nargs="?", default=DEFAULT_RUNS_STORAGE, help=where_help)
 
+    _add_config_command(sub, "tune", "sweep hyperparameters with Ray Tune: a train config plus a `tune:` section")
+
     keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
-    keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, training)")
+    keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, eval, tune, training)")
 
     sub.add_parser("templates", help="list the chat templates")
 
@@ -201,6 +203,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from lf_ray.data.preprocess import plan_preprocess
+    from lf_ray.reporting import print_dry_run
+    from lf_ray.tune import run_tune, sweep_name, tune_spec
+    from lf_ray.tune.plan import describe_tune_plan, describe_tune_result
+
+    cfg = _load(args.config, args.overrides)
+    spec = tune_spec(cfg)
+    if args.dry_run:
+        print_dry_run(cfg, plan_preprocess(cfg))
+        print("\n" + describe_tune_plan(cfg, spec, sweep_name(cfg)))
+        return 0
+    print(describe_tune_result(run_tune(cfg)))
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from lf_ray.evaluate.evaluator import plan_eval, run_eval
     from lf_ray.reporting import print_eval_plan, print_eval_summary
@@ -277,5 +295,6 @@ COMMANDS = {
     "train": cmd_train,
     "export": cmd_export,
     "merge": cmd_export,
+    "tune": cmd_tune,
     **dict.fromkeys(STAGE_ALIASES, cmd_train),
 }

@@ -28,6 +28,7 @@ from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import ModelArguments
 from lf_ray.config.ray_args import RayArguments
 from lf_ray.config.schema import GROUP_CLASSES, GROUPS, KEY_ALIASES, all_keys, group_of, suggest_key
+from lf_ray.config.tune_args import TuneArguments
 from lf_ray.errors import ConfigError
 
 OVERRIDES_LABEL = "command-line overrides"
@@ -48,6 +49,7 @@ class LfRayConfig:
     generating: GeneratingArguments = field(default_factory=GeneratingArguments)
     ray: RayArguments = field(default_factory=RayArguments)
     eval: EvalArguments = field(default_factory=EvalArguments)
+    tune: TuneArguments = field(default_factory=TuneArguments)
     training: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)
 
@@ -73,7 +75,7 @@ class LfRayConfig:
         return {key: value for section in self.sections(non_default_only).values() for key, value in section.items()}
 
     def sections(self, non_default_only: bool = False) -> dict[str, dict[str, Any]]:
-        """`to_dict`, split by group (in the order model, data, finetuning, generating, ray, eval, training)."""
+        """`to_dict`, split by group (in the order model, data, finetuning, generating, ray, eval, tune, training)."""
         keys = all_keys()
         out: dict[str, dict[str, Any]] = {}
         for group in GROUP_CLASSES:

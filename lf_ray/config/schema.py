@@ -1,6 +1,6 @@
 """The key table: every config key, the group it belongs to, the values it accepts, its default and help.
 
-Groups are `model`, `data`, `finetuning`, `generating`, `ray`, `eval` (the argument dataclasses) and `training`
+Groups are `model`, `data`, `finetuning`, `generating`, `ray`, `eval`, `tune` (the argument dataclasses) and `training`
 (transformers' `Seq2SeqTrainingArguments` fields plus `LF_TRAINING_KEYS`). A key lives in exactly one
 group; building the table fails loudly if two groups claim the same name.
 """
@@ -22,6 +22,7 @@ from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import MODEL_KEY_ALIASES, ModelArguments
 from lf_ray.config.ray_args import RAY_KEY_ALIASES, RayArguments
 from lf_ray.config.training_args import TRAINING_KEY_ALIASES, training_key_table
+from lf_ray.config.tune_args import TuneArguments
 from lf_ray.errors import ConfigError
 
 GROUP_CLASSES: dict[str, type] = {
@@ -31,6 +32,7 @@ GROUP_CLASSES: dict[str, type] = {
     "generating": GeneratingArguments,
     "ray": RayArguments,
     "eval": EvalArguments,
+    "tune": TuneArguments,
 }
 GROUPS: tuple[str, ...] = (*GROUP_CLASSES, "training")
 

@@ -126,7 +126,7 @@ def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
 
 
 @contextlib.contextmanager
-def _worker_errors_as_lf_ray_errors() -> Iterator[None]:
+def worker_errors_as_lf_ray_errors() -> Iterator[None]:
     """A bad input found on a worker reaches the user as that error, not as Ray's wrapper around it."""
     from ray.train import TrainingFailedError
 
@@ -150,7 +150,6 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
 
     `mlflow_run_id`: an MLflow run (a pipeline step's) that rank 0 logs metrics and the loss plot into."""
     import ray
-    import ray.data
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from lf_ray.cluster import ensure_ray
@@ -166,17 +165,8 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
     if cfg.training.get("overwrite_output_dir"):
         _forget_previous_run(run_config, output_dir)
     scaling = build_scaling_config(cfg.ray, ray.cluster_resources().get("GPU", 0))
-    # Materialized before fit: on small clusters a streaming read would wait forever behind the workers.
-    datasets = {DATASET_TRAIN_DIR: ray.data.read_parquet(str(dataset.path / DATASET_TRAIN_DIR)).materialize()}
-    if (dataset.path / DATASET_EVAL_DIR).exists():
-        datasets[DATASET_EVAL_DIR] = ray.data.read_parquet(str(dataset.path / DATASET_EVAL_DIR)).materialize()
-
-    loop_config = {"config": cfg.to_dict(), "output_dir": str(output_dir), "deepspeed": None}
-    loop_config["mlflow_run_id"] = mlflow_run_id
-    if cfg.training.get("deepspeed"):  # resolved here: workers run elsewhere, where a relative path means nothing
-        from lf_ray.train.deepspeed import resolve_deepspeed_config
-
-        loop_config["deepspeed"] = resolve_deepspeed_config(cfg.training["deepspeed"], on_cpu=not scaling.use_gpu)
+    datasets = materialize_datasets(dataset.path)
+    loop_config = build_loop_config(cfg, output_dir, use_gpu=scaling.use_gpu, mlflow_run_id=mlflow_run_id)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
@@ -185,7 +175,7 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
         run_config=run_config,
         datasets=datasets,
     )
-    with _progress(output_dir, enabled=show_progress), _worker_errors_as_lf_ray_errors():
+    with _progress(output_dir, enabled=show_progress), worker_errors_as_lf_ray_errors():
         result = trainer.fit()
     return TrainResult(
         output_dir=output_dir,
@@ -194,6 +184,32 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
         metrics=_final_metrics(output_dir),
         dataset_path=dataset.path,
     )
+
+
+def materialize_datasets(dataset_path: Path) -> dict[str, Any]:
+    """The tokenized splits as Ray Datasets, materialized: on small clusters a streaming read started by
+    `fit()` would wait forever behind the workers holding every CPU."""
+    import ray.data
+
+    datasets = {DATASET_TRAIN_DIR: ray.data.read_parquet(str(dataset_path / DATASET_TRAIN_DIR)).materialize()}
+    if (dataset_path / DATASET_EVAL_DIR).exists():
+        datasets[DATASET_EVAL_DIR] = ray.data.read_parquet(str(dataset_path / DATASET_EVAL_DIR)).materialize()
+    return datasets
+
+
+def build_loop_config(
+    cfg: LfRayConfig, output_dir: Path, *, use_gpu: bool, mlflow_run_id: str | None = None
+) -> dict[str, Any]:
+    """What `train_loop_per_worker` receives: the config, where to write, the resolved DeepSpeed config, and
+    the MLflow run the workers join (None: they create one when `report_to` asks for MLflow)."""
+    loop_config = {"config": cfg.to_dict(), "output_dir": str(output_dir), "deepspeed": None}
+    if cfg.training.get("deepspeed"):  # resolved here: workers run elsewhere, where a relative path means nothing
+        from lf_ray.train.deepspeed import resolve_deepspeed_config
+
+        loop_config["deepspeed"] = resolve_deepspeed_config(cfg.training["deepspeed"], on_cpu=not use_gpu)
+    if mlflow_run_id:
+        loop_config["mlflow_run_id"] = mlflow_run_id
+    return loop_config
 
 
 def _final_metrics(output_dir: Path) -> dict[str, Any]:

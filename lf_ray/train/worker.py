@@ -154,8 +154,9 @@ def _optimizer(model, training_args, cfg: LfRayConfig):
     return create_loraplus_optimizer(model, training_args, cfg)
 
 
-def _tracking_callbacks(cfg: LfRayConfig, mlflow_run_id: str | None) -> list[Any]:
-    """The trainer log always; MLflow when `report_to` asks for it, or into the run a pipeline step opened."""
+def _tracking_callbacks(cfg: LfRayConfig, mlflow_run_id: str | None = None) -> list[Any]:
+    """The trainer log always; MLflow when `report_to` asks for it, or into the run a pipeline step or a sweep's
+    trial opened (`mlflow_run_id`)."""
     from lf_ray.tracking.mlflow_tracking import MlflowCallback, wants_mlflow
     from lf_ray.tracking.trainer_log import TrainerLogCallback
 

@@ -242,7 +242,7 @@ def test_field_help_covers_every_group():
     assert "warmup_steps" in table["warmup_ratio"][1]
     assert table["n_shot"] == ("eval", "Number of examplars for few-shot learning.", 5)
     groups = {group for group, _, _ in table.values()}
-    assert groups == {"model", "data", "finetuning", "generating", "ray", "eval", "training"}
+    assert groups == {"model", "data", "finetuning", "generating", "ray", "eval", "tune", "training"}
     assert all(help_text for _, help_text, _ in table.values() if _ != "training")
 
 

@@ -177,6 +177,18 @@ CASES = {
         {"warmup_ratio": 0.1, "warmup_steps": 100},
         "`warmup_ratio: 0.1` and `warmup_steps: 100` both set the warmup; keep one",
     ),
+    "tune_section_is_valid": (
+        {"tune": {"param_space": {"lora_rank": {"logunifrom": [4, 16]}}}},
+        "`tune.param_space.lora_rank`: unknown distribution `logunifrom`; did you mean `loguniform`?",
+    ),
+    "tune_metric_needs_evaluation": (
+        {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "metric": "eval_loss"}},
+        "`tune.metric: eval_loss` comes from evaluation during training, which is off",
+    ),
+    "tune_scheduler_sees_fresh_metric": (
+        {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "scheduler": "asha", "metric": "train_loss"}},
+        "`train_loss` exists only at the end; use `tune.metric: loss`",
+    ),
 }
 
 
