@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_command(sub, "tune", "sweep hyperparameters with Ray Tune: a train config plus a `tune:` section")
 
     keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
-    keys.add_argument("names", nargs="*", help="keys or groups (model, data, finetuning, generating, ray, eval, tune, training)")
+    groups = "model, data, finetuning, generating, ray, eval, tune, training"
+    keys.add_argument("names", nargs="*", help=f"keys or groups ({groups})")
 
     sub.add_parser("templates", help="list the chat templates")
 

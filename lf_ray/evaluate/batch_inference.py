@@ -119,14 +119,18 @@ def _map_split(
     ensure_ray(cfg.ray.ray_init_kwargs)
     ray.data.DataContext.get_current().execution_options.preserve_order = True
     use_gpu = ray.cluster_resources().get("GPU", 0) > 0
-    dataset = ray.data.read_parquet(str(split)).select_columns(columns).map_batches(
-        actor,
-        fn_constructor_kwargs={"config": cfg.to_dict(), **actor_kwargs},
-        batch_size=cfg.eval.batch_size,
-        batch_format="numpy",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=0 if use_gpu else 1,
-        num_gpus=1 if use_gpu else 0,
+    dataset = (
+        ray.data.read_parquet(str(split))
+        .select_columns(columns)
+        .map_batches(
+            actor,
+            fn_constructor_kwargs={"config": cfg.to_dict(), **actor_kwargs},
+            batch_size=cfg.eval.batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=0 if use_gpu else 1,
+            num_gpus=1 if use_gpu else 0,
+        )
     )
     rows = dataset.take_all()
     return {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}

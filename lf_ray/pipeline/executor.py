@@ -80,10 +80,10 @@ def step_output(log_path: Path, step_id: str) -> Iterator[None]:
 
 def execute_step(step: StepPlan, run_id: str, mlflow_run_id: str | None, *upstream: dict[str, Any]) -> dict:
     """The body of a step's Ray task: run it, then write its manifest (the artifact's completion mark)."""
+    import ray.data
+
     from lf_ray.config import build_config
     from lf_ray.pipeline.steps import STEP_RUNNERS, StepContext
-
-    import ray.data
 
     del upstream  # only awaited: Ray starts this task once every input step has finished
     # Progress bars of steps running side by side would garble the console; each step prints its own lines.

@@ -25,6 +25,7 @@ from lf_ray.errors import ConfigError
 from lf_ray.pipeline.spec import MODEL_STEPS, PipelineSpec, StepSpec
 
 STEPS_DIR = "steps"
+TUNE_BEST_DIR = "best"
 RAY_TRAIN_DIR = "ray_train"
 OUTPUT_SUBDIR = {"preprocess": "dataset", "train": "model", "tune": "model", "eval": "results", "export": "model"}
 MANAGED_KEYS = {
@@ -154,6 +155,8 @@ def _outputs(step: StepSpec, artifact: Path, config: Mapping[str, Any]) -> dict[
     if step.uses == "preprocess":
         return {"dataset": str(main)}
     if step.uses in MODEL_STEPS:
+        if step.uses == "tune":  # the sweep keeps every trial; its best one is the model
+            main = main / TUNE_BEST_DIR
         adapters: list[str] = []
         base = str(main)
         if config.get("finetuning_type", "lora") == "lora":

@@ -50,6 +50,15 @@ def train_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
     return StepOutput({"model": str(result.output_dir), "checkpoint": result.checkpoint_path}, result.metrics)
 
 
+def tune_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
+    """The sweep's best trial becomes the step's model (`<output_dir>/best`); its MLflow run nests here."""
+    from lf_ray.tune import run_tune
+
+    result = run_tune(cfg, mlflow_parent_run_id=context.mlflow_run_id)
+    metrics = {**result.best_metrics, "trials": len(result.trials)}
+    return StepOutput({"model": str(result.best_output_dir), "results_table": str(result.table_path)}, metrics)
+
+
 def eval_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
     """Loss on the eval split the training data set aside, unless `eval_dataset` names other rows."""
     from lf_ray.evaluate.evaluator import run_eval
@@ -77,6 +86,7 @@ def export_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
 STEP_RUNNERS: dict[str, Callable[[LfRayConfig, StepContext], StepOutput]] = {
     "preprocess": preprocess_step,
     "train": train_step,
+    "tune": tune_step,
     "eval": eval_step,
     "export": export_step,
 }

@@ -66,7 +66,7 @@ def _logged_steps(output_dir: Path) -> list[int]:
 
 
 def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
-    pipeline = _pipeline(tmp_path, max_steps=40)
+    pipeline = _pipeline(tmp_path, max_steps=24)
     driver = subprocess.Popen(
         [str(BIN / "lf-ray"), "run", str(pipeline)],
         cwd=tmp_path,
@@ -112,7 +112,7 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
     assert json.loads((sft_dir / "manifest.json").read_text())["status"] == "complete"
     entries = read_trainer_log(log)
     assert entries[0].get("written_before_the_kill")  # kept: training resumed from the checkpoint, not step 0
-    assert _logged_steps(sft_dir / "model") == list(range(1, 41))  # no step lost or counted twice
+    assert _logged_steps(sft_dir / "model") == list(range(1, 25))  # no step lost or counted twice
     assert (_step_dirs(tmp_path, "export")[0] / "manifest.json").exists()
 
 
@@ -122,8 +122,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_ray_job_submit_runs_a_pipeline_on_a_ray_cluster(tmp_path):
-    _pipeline(tmp_path, max_steps=2)  # resumable.yaml, in the job's working dir
+def test_ray_job_submit_runs_the_sweep_pipeline_on_a_ray_cluster(tmp_path):
+    """pipelines/sweep.yaml (tokenize, an ASHA sweep, eval and export of the best trial) as a Ray job."""
+    sweep = yaml.safe_load((ROOT / "pipelines" / "sweep.yaml").read_text())
+    sweep["storage_path"] = str(tmp_path / "store")
+    sweep["steps"][1]["with"]["tune"]["num_samples"] = 2  # smaller still: tests/tune runs the 4-trial sweep
+    (tmp_path / "sweep.yaml").write_text("# lf-ray run sweep.yaml\n" + yaml.safe_dump(sweep, sort_keys=False))
     env = _env(RAY_AUTH_MODE="disabled")  # ../shared/FIELD-NOTES.md: ray start and the job CLI must agree
     gcs, dashboard, agent, client = (_free_port() for _ in range(4))
     ray_dir = tempfile.mkdtemp(prefix="lfr-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
@@ -142,7 +146,7 @@ def test_ray_job_submit_runs_a_pipeline_on_a_ray_cluster(tmp_path):
     try:
         submit = [
             str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
-            "--working-dir", str(tmp_path), "--", "lf-ray", "run", "resumable.yaml",
+            "--working-dir", str(tmp_path), "--", "lf-ray", "run", "sweep.yaml",
         ]  # fmt: skip
         job = None
         for _ in range(30):  # the dashboard and its node agent take a while to accept jobs
@@ -152,8 +156,12 @@ def test_ray_job_submit_runs_a_pipeline_on_a_ray_cluster(tmp_path):
             time.sleep(3)
         assert job is not None and job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
         assert "succeeded" in job.stdout and "[pipeline] export: complete" in job.stdout
-        (export_dir,) = _step_dirs(tmp_path, "export")
+        steps = tmp_path / "store" / "sweep" / "steps"
+        (export_dir,) = (steps / "export").glob("*")
         assert (export_dir / "model" / "model.safetensors").is_file()
+        (sweep_dir,) = (steps / "sweep").glob("*")
+        assert json.loads((sweep_dir / "manifest.json").read_text())["metrics"]["trials"] == 2
+        assert (sweep_dir / "model" / "best" / "adapter_model.safetensors").is_file()
     finally:
         os.killpg(head.pid, signal.SIGTERM)
         head.wait(timeout=60)
