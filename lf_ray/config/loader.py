@@ -27,6 +27,7 @@ from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import ModelArguments
 from lf_ray.config.ray_args import RayArguments
 from lf_ray.config.schema import GROUP_CLASSES, GROUPS, KEY_ALIASES, all_keys, group_of, suggest_key
+from lf_ray.config.serve_args import ServeArguments
 from lf_ray.errors import ConfigError
 
 OVERRIDES_LABEL = "command-line overrides"
@@ -46,6 +47,7 @@ class LfRayConfig:
     finetuning: FinetuningArguments = field(default_factory=FinetuningArguments)
     generating: GeneratingArguments = field(default_factory=GeneratingArguments)
     ray: RayArguments = field(default_factory=RayArguments)
+    serve: ServeArguments = field(default_factory=ServeArguments)
     training: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)
 

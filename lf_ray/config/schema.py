@@ -20,6 +20,7 @@ from lf_ray.config.finetuning_args import FinetuningArguments
 from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import MODEL_KEY_ALIASES, ModelArguments
 from lf_ray.config.ray_args import RAY_KEY_ALIASES, RayArguments
+from lf_ray.config.serve_args import ServeArguments
 from lf_ray.config.training_args import TRAINING_KEY_ALIASES, training_key_table
 from lf_ray.errors import ConfigError
 
@@ -29,6 +30,7 @@ GROUP_CLASSES: dict[str, type] = {
     "finetuning": FinetuningArguments,
     "generating": GeneratingArguments,
     "ray": RayArguments,
+    "serve": ServeArguments,
 }
 GROUPS: tuple[str, ...] = (*GROUP_CLASSES, "training")
 
