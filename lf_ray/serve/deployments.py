@@ -60,9 +60,11 @@ class LLMServer:
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-ray-engine")
         self._decode.set_max_batch_size(cfg.serve.max_batch_size)
         self._decode.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
-        self.get_adapter = serve.multiplexed(max_num_models_per_replica=cfg.serve.max_loras_per_replica)(
-            self._load_adapter
-        )
+
+        async def load_adapter(name: str) -> _AdapterLease:  # a plain function: Serve keeps its cache on it
+            return await self._load_adapter(name)
+
+        self.get_adapter = serve.multiplexed(max_num_models_per_replica=cfg.serve.max_loras_per_replica)(load_adapter)
 
     async def _load_adapter(self, name: str) -> _AdapterLease:
         await self._run(self.service.ensure_adapter, name)

@@ -68,11 +68,21 @@ class _RowState:
 class TransformersEngine:
     """A loaded causal LM (optionally a PEFT model holding several LoRA adapters) that decodes batches of rows."""
 
-    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase, stop_token_ids: Sequence[int]) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        stop_token_ids: Sequence[int],
+        keep_tokens: Sequence[str] = (),
+    ) -> None:
+        """`keep_tokens`: special tokens that are text to the reader (a tool format's `<tool_call>` tags), kept
+        when `skip_special_tokens` drops the others."""
         self.model = model
         self.tokenizer = tokenizer
         self.stop_token_ids = frozenset(stop_token_ids)
         self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stop_token_ids)
+        keep = {tokenizer.convert_tokens_to_ids(token) for token in keep_tokens}
+        self.skipped_ids = frozenset(tokenizer.all_special_ids) - keep
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         """How many rows each batch started with: the observable proof of dynamic batching."""
         self.lock = threading.Lock()
@@ -212,7 +222,8 @@ class TransformersEngine:
         else:
             state.ids.append(token)
         produced = len(state.ids) + (state.finish_reason == "stop")
-        text = self.tokenizer.decode(state.ids, skip_special_tokens=params.skip_special_tokens)
+        ids = [i for i in state.ids if i not in self.skipped_ids] if params.skip_special_tokens else state.ids
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
         cut = _find_stop(text, params.stop)
         if cut is not None:
             text, state.finish_reason = text[:cut], "stop"

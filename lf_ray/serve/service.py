@@ -21,7 +21,7 @@ from lf_ray.serve.engine import GenerationRow, TransformersEngine
 from lf_ray.serve.prompts import check_supported, encode_conversation, to_conversation
 from lf_ray.serve.responses import PreparedRequest, ResponseBuilder
 from lf_ray.serve.sampling import resolve_sampling
-from lf_ray.serve.tool_stream import TOOL_CALL_OPENERS
+from lf_ray.serve.tool_stream import TOOL_CALL_OPENERS, TOOL_CALL_TOKENS
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -92,7 +92,9 @@ class ChatService:
         model, tokenizer = load_model(cfg, for_training=False, tokenizer=tokenizer)
         if torch.cuda.is_available():
             model = model.to("cuda")
-        engine = TransformersEngine(model, tokenizer, template.get_stop_token_ids(tokenizer))
+        tool_format = template.format_tools.tool_format
+        keep = [t for t in TOOL_CALL_TOKENS.get(tool_format, ()) if t in tokenizer.get_vocab()]
+        engine = TransformersEngine(model, tokenizer, template.get_stop_token_ids(tokenizer), keep_tokens=keep)
         adapters = cfg.serve.lora_adapters()
         for name, path in adapters.items():
             check_lora_module(name, path)

@@ -19,6 +19,9 @@ TOOL_CALL_OPENERS: dict[str, tuple[str, ...]] = {
 }
 """How a reply that is a tool call starts, per tool format (after leading whitespace)."""
 
+TOOL_CALL_TOKENS: dict[str, tuple[str, ...]] = {"qwen": ("<tool_call>", "</tool_call>")}
+"""Tags the parser needs to see: kept in the text even where a tokenizer registers them as special tokens."""
+
 Extractor = Callable[[str], "str | list[FunctionCall]"]
 
 
