@@ -70,5 +70,7 @@ def run_chat(cfg: LfRayConfig, *, model: str | None = None) -> None:
 
     service = ChatService.from_config(cfg)
     chosen = model or service.model_id
-    service.adapter_for(chosen)  # an unknown name fails here, before the first question
+    adapter = service.adapter_for(chosen)  # an unknown name fails here, before the first question
+    if adapter is not None:
+        service.ensure_adapter(adapter)
     chat_loop(service, chosen)

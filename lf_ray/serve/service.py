@@ -44,8 +44,11 @@ def served_model_name(cfg: LfRayConfig) -> str:
 
 
 def model_ids(cfg: LfRayConfig) -> list[str]:
-    """Every id `/v1/models` lists: the base model first, then the LoRA adapters of `lora_modules`."""
-    return [served_model_name(cfg), *cfg.serve.lora_adapters()]
+    """Every id `/v1/models` lists: the base model first, then the LoRA adapters of `lora_modules` (Ray Serve LLM,
+    for `infer_backend: vllm`, names them `base:adapter`)."""
+    base = served_model_name(cfg)
+    joined = cfg.model.infer_backend == "vllm"
+    return [base, *(f"{base}:{name}" if joined else name for name in cfg.serve.lora_adapters())]
 
 
 def check_lora_module(name: str, path: str) -> None:

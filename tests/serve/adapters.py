@@ -36,13 +36,13 @@ def _examples(name: str) -> list[tuple[str, str, str | None]]:
 STEPS = 80
 
 
-def recipe_fingerprint() -> str:
-    """Changes whenever the training data, steps or this file change (the cached adapters are then retrained)."""
+def recipe_fingerprint(model_path: str) -> str:
+    """Changes with the base model, this file (data, steps) or torch (the cached adapters are then retrained)."""
     import torch
 
-    from lf_ray.artifacts import fingerprint, hash_file
+    from lf_ray.artifacts import fingerprint, hash_file, hash_tree
 
-    return fingerprint([hash_file(Path(__file__)), torch.__version__, STEPS])
+    return fingerprint([hash_file(Path(__file__)), hash_tree(Path(model_path)), torch.__version__, STEPS])
 
 
 def train_adapter(name: str, out: Path, steps: int = STEPS) -> Path:

@@ -12,7 +12,7 @@ from tests.serve.adapters import recipe_fingerprint, train_adapter
 @pytest.fixture(scope="session")
 def qwen_adapters(tiny_qwen_path) -> dict[str, str]:
     """Trained once, then reused from LF_RAY_HOME (keyed by the training recipe) across test sessions."""
-    root = lf_ray_home() / "test-adapters" / recipe_fingerprint()[:12]
+    root = lf_ray_home() / "test-adapters" / recipe_fingerprint(tiny_qwen_path)[:12]
     adapters = {}
     for name in ("tools", "greeter"):
         folder = root / name
