@@ -95,9 +95,9 @@ class ResponseBuilder:
                 arguments = {"index": position, "function": {"arguments": call.function.arguments}}
                 chunks.append(self._chunk(index, {"tool_calls": [arguments]}))
         self.finish_reasons[index] = reason
-        chunks.append(self._chunk(index, {}, reason) if self.prepared.kind == "chat" else self._text_chunk(index, ""))
-        if self.prepared.kind != "chat":
-            chunks[-1]["choices"][0]["finish_reason"] = reason
+        chunks.append(
+            self._chunk(index, {}, reason) if self.prepared.kind == "chat" else self._text_chunk(index, "", reason)
+        )
         return chunks
 
     def _envelope(self) -> dict[str, Any]:
@@ -108,10 +108,10 @@ class ResponseBuilder:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
         return {**self._envelope(), "choices": [choice]}
 
-    def _text_chunk(self, index: int, text: str) -> dict[str, Any]:
+    def _text_chunk(self, index: int, text: str, finish_reason: str | None = None) -> dict[str, Any]:
         if self.prepared.kind == "chat":
-            return self._chunk(index, {"content": text})
-        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": None}
+            return self._chunk(index, {"content": text}, finish_reason)
+        choice = {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
         return {**self._envelope(), "choices": [choice]}
 
     # --- whole response --------------------------------------------------------------------------------------

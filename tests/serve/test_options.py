@@ -137,3 +137,16 @@ def test_vllm_app_needs_vllm():
 
     with pytest.raises(ConfigError, match="ray\\[llm\\]"):
         build_vllm_app(cfg("infer_backend=vllm"))
+
+
+def test_build_app_takes_the_keys_serve_run_and_kuberay_pass():
+    from lf_ray.serve.app import build_app
+
+    args = {"model_name_or_path": "builtin:tiny-qwen", "num_replicas": "2", "lora_modules": {"a": "/x/a"}}
+    ingress = build_app(args)._bound_deployment  # `serve run ... num_replicas=2` passes strings
+    server = ingress.init_args[0]._bound_deployment
+    assert (ingress.name, ingress.init_args[1:]) == ("OpenAIIngress", ("tiny-qwen", ["a"], None))
+    assert (server.name, server.num_replicas) == ("LLMServer", 2)
+    assert server.init_args[0]["lora_modules"] == {"a": "/x/a"}
+    with pytest.raises(ConfigError, match="num_replicas"):
+        build_app({**args, "num_replicas": "two"})
