@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_command(sub, "tune", "sweep hyperparameters with Ray Tune: a train config plus a `tune:` section")
 
     keys = sub.add_parser("keys", help="list config keys with their defaults and help text")
-    groups = "model, data, finetuning, generating, ray, eval, tune, training"
+    groups = "model, data, finetuning, generating, ray, eval, tune, serve, training"
     keys.add_argument("names", nargs="*", help=f"keys or groups ({groups})")
 
     sub.add_parser("templates", help="list the chat templates")
@@ -84,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     build = model_sub.add_parser("build", help="write a builtin model to a directory")
     build.add_argument("name", help="e.g. builtin:tiny-llama")
     build.add_argument("--out", required=True, help="directory to write the model into")
+
+    for name in ("serve", "api"):
+        _add_config_command(sub, name, "serve the model behind an OpenAI-compatible API with Ray Serve (until Ctrl-C)")
+    chat = _add_config_command(sub, "chat", "chat with the model in the terminal (streaming, history, clear, exit)")
+    chat.add_argument("--model", help="a `lora_modules` adapter to chat with (default: the base model)")
 
     demo = sub.add_parser(
         "demo", help="the demo pipeline: teach the builtin SmolLM2 a new identity (preprocess, LoRA SFT, eval, export)"
@@ -282,6 +287,49 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return code
 
 
+def _load_serve_config(args: argparse.Namespace):
+    from lf_ray.serve.options import check_serve_config
+
+    cfg = _load(args.config, args.overrides)
+    check_serve_config(cfg)
+    return cfg
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from lf_ray.serve.options import serve_plan
+    from lf_ray.serve.service import model_ids
+
+    cfg = _load_serve_config(args)
+    if args.dry_run:
+        print(cfg.to_yaml(non_default_only=True).rstrip())
+        print("\n" + "\n".join(serve_plan(cfg, model_ids(cfg))))
+        if cfg.model.infer_backend == "vllm":
+            from lf_ray.serve.vllm import vllm_llm_config
+
+            print(f"llm_config   {vllm_llm_config(cfg)}")
+        return 0
+    from lf_ray.serve.app import start_serve
+
+    start_serve(cfg, blocking=True)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from lf_ray.serve.service import model_ids
+
+    cfg = _load_serve_config(args)
+    if args.dry_run:
+        print(cfg.to_yaml(non_default_only=True).rstrip())
+        print(
+            f"\n# plan: chat (dry run)\nmodel        {args.model or model_ids(cfg)[0]} of {', '.join(model_ids(cfg))}"
+        )
+        return 0
+    from lf_ray.serve.chat import run_chat
+
+    run_chat(cfg, model=args.model)
+    return 0
+
+
 COMMANDS = {
     "version": cmd_version,
     "env": cmd_env,
@@ -297,5 +345,8 @@ COMMANDS = {
     "export": cmd_export,
     "merge": cmd_export,
     "tune": cmd_tune,
+    "serve": cmd_serve,
+    "api": cmd_serve,
+    "chat": cmd_chat,
     **dict.fromkeys(STAGE_ALIASES, cmd_train),
 }

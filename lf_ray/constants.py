@@ -37,3 +37,37 @@ def lf_ray_home() -> Path:
 
 DEMO_PIPELINE = ASSETS_DIR / "pipelines" / "demo.yaml"
 """The pipeline `lf-ray demo` runs (pipelines/demo.yaml in the repository links to it)."""
+
+
+ENV_API_HOST = "API_HOST"
+ENV_API_PORT = "API_PORT"
+ENV_API_KEY = "API_KEY"
+"""LLaMA-Factory's `api` variables: where `lf-ray serve` listens, and the Bearer key it requires when set."""
+
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 8000
+
+
+def api_host(configured: str | None = None) -> str:
+    """The serve bind address: the config's `api_host`, else API_HOST, else 127.0.0.1 (never all interfaces)."""
+    return configured or os.environ.get(ENV_API_HOST) or DEFAULT_API_HOST
+
+
+def api_port(configured: int | None = None) -> int:
+    """The serve port: the config's `api_port`, else API_PORT, else 8000."""
+    if configured is not None:
+        return configured
+    text = os.environ.get(ENV_API_PORT)
+    if not text:
+        return DEFAULT_API_PORT
+    try:
+        return int(text)
+    except ValueError:
+        from lf_ray.errors import ConfigError
+
+        raise ConfigError(f"{ENV_API_PORT}={text!r} is not a port number; set it to e.g. 8000, or unset it") from None
+
+
+def api_key() -> str | None:
+    """The Bearer key clients must send (API_KEY), or None when the endpoint is open."""
+    return os.environ.get(ENV_API_KEY) or None

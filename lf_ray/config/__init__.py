@@ -22,6 +22,7 @@ from lf_ray.config.model_args import ModelArguments
 from lf_ray.config.ray_args import RAY_KEY_ALIASES, RayArguments
 from lf_ray.config.rules import config_warnings, find_violations, prepare_config, resolve_defaults, validate_config
 from lf_ray.config.schema import GROUPS, KEY_ALIASES, field_help, group_of
+from lf_ray.config.serve_args import ServeArguments
 from lf_ray.config.training_args import LF_TRAINING_KEYS, training_key_table
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "LfRayConfig",
     "ModelArguments",
     "RayArguments",
+    "ServeArguments",
     "build_config",
     "config_warnings",
     "field_help",

@@ -28,6 +28,7 @@ from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import ModelArguments
 from lf_ray.config.ray_args import RayArguments
 from lf_ray.config.schema import GROUP_CLASSES, GROUPS, KEY_ALIASES, all_keys, group_of, suggest_key
+from lf_ray.config.serve_args import ServeArguments
 from lf_ray.config.tune_args import TuneArguments
 from lf_ray.errors import ConfigError
 
@@ -50,6 +51,7 @@ class LfRayConfig:
     ray: RayArguments = field(default_factory=RayArguments)
     eval: EvalArguments = field(default_factory=EvalArguments)
     tune: TuneArguments = field(default_factory=TuneArguments)
+    serve: ServeArguments = field(default_factory=ServeArguments)
     training: dict[str, Any] = field(default_factory=dict)
     source: str | None = field(default=None, compare=False, repr=False)
 
@@ -75,7 +77,7 @@ class LfRayConfig:
         return {key: value for section in self.sections(non_default_only).values() for key, value in section.items()}
 
     def sections(self, non_default_only: bool = False) -> dict[str, dict[str, Any]]:
-        """`to_dict`, split by group (in the order model, data, finetuning, generating, ray, eval, tune, training)."""
+        """`to_dict`, split by group (model, data, finetuning, generating, ray, eval, tune, serve, training)."""
         keys = all_keys()
         out: dict[str, dict[str, Any]] = {}
         for group in GROUP_CLASSES:

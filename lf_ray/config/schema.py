@@ -1,7 +1,7 @@
 """The key table: every config key, the group it belongs to, the values it accepts, its default and help.
 
-Groups are `model`, `data`, `finetuning`, `generating`, `ray`, `eval`, `tune` (the argument dataclasses) and `training`
-(transformers' `Seq2SeqTrainingArguments` fields plus `LF_TRAINING_KEYS`). A key lives in exactly one
+Groups are `model`, `data`, `finetuning`, `generating`, `ray`, `eval`, `tune`, `serve` (the argument dataclasses)
+and `training` (transformers' `Seq2SeqTrainingArguments` fields plus `LF_TRAINING_KEYS`). A key lives in exactly one
 group; building the table fails loudly if two groups claim the same name.
 """
 
@@ -21,6 +21,7 @@ from lf_ray.config.finetuning_args import FinetuningArguments
 from lf_ray.config.generating_args import GeneratingArguments
 from lf_ray.config.model_args import MODEL_KEY_ALIASES, ModelArguments
 from lf_ray.config.ray_args import RAY_KEY_ALIASES, RayArguments
+from lf_ray.config.serve_args import ServeArguments
 from lf_ray.config.training_args import TRAINING_KEY_ALIASES, training_key_table
 from lf_ray.config.tune_args import TuneArguments
 from lf_ray.errors import ConfigError
@@ -33,6 +34,7 @@ GROUP_CLASSES: dict[str, type] = {
     "ray": RayArguments,
     "eval": EvalArguments,
     "tune": TuneArguments,
+    "serve": ServeArguments,
 }
 GROUPS: tuple[str, ...] = (*GROUP_CLASSES, "training")
 

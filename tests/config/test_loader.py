@@ -237,12 +237,13 @@ def test_field_help_covers_every_group():
     assert table["lora_target"][2] == ["all"]
     assert table["dataset_dir"] == ("data", "Path to the folder containing the datasets.", "data")
     assert table["ray_num_workers"][0] == "ray"
+    assert table["lora_modules"][0] == "serve"
     assert table["max_new_tokens"][0] == "generating"
     assert table["learning_rate"][0] == "training" and table["learning_rate"][2] == 5e-5
     assert "warmup_steps" in table["warmup_ratio"][1]
     assert table["n_shot"] == ("eval", "Number of examplars for few-shot learning.", 5)
     groups = {group for group, _, _ in table.values()}
-    assert groups == {"model", "data", "finetuning", "generating", "ray", "eval", "tune", "training"}
+    assert groups == {"model", "data", "finetuning", "generating", "ray", "eval", "tune", "serve", "training"}
     assert all(help_text for _, help_text, _ in table.values() if _ != "training")
 
 

@@ -173,6 +173,17 @@ CASES = {
     "max_failures_below_minus_one": ({"max_failures": -2}, "`max_failures` is -2; use -1"),
     "negative_worker_resources": ({"resources_per_worker": {"GPU": -1}}, "`resources_per_worker` {'GPU': -1}"),
     "safetensors_disabled": ({"save_safetensors": False}, "`save_safetensors: false` is not possible"),
+    "replicas_and_autoscaling": (
+        {"num_replicas": 2, "autoscaling_config": {"max_replicas": 4}},
+        "`num_replicas: 2` and `autoscaling_config` both set the replica count; keep one",
+    ),
+    "autoscaling_bounds": (
+        {"autoscaling_config": {"min_replicas": 2, "max_replicas": 1}},
+        "`autoscaling_config` has min_replicas 2 and max_replicas 1",
+    ),
+    "api_port_range": ({"api_port": 0}, "`api_port` is 0; use a TCP port from 1 to 65535"),
+    "batching_limits": ({"batch_wait_timeout_s": -1}, "`batch_wait_timeout_s` (-1) >= 0"),
+    "lora_module_names": ({"lora_modules": ["a=/x", "a=/y"]}, "`lora_modules` names two adapters `a`"),
     "warmup_ratio_invalid": (
         {"warmup_ratio": 0.1, "warmup_steps": 100},
         "`warmup_ratio: 0.1` and `warmup_steps: 100` both set the warmup; keep one",

@@ -1,0 +1,285 @@
+"""Batched, token-by-token generation with transformers on CPU or GPU: the engine behind `lf-ray serve` and `chat`.
+
+`TransformersEngine.generate(rows)` decodes several prompts as one batch (left-padded, one KV cache) and yields,
+after every decoding step, each row's new text. Rows keep their own sampling parameters (temperature, top-p,
+top-k, repetition penalty, seed), stop tokens, stop strings, token budget and LoRA adapter, so requests of
+different clients share a forward pass. Finished rows leave the batch at once. No Ray here: Ray Serve batches
+requests into `generate` (serve/deployments.py); `lf-ray chat` calls it directly.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+BASE_ADAPTER = "__base__"
+"""PEFT's name for "no adapter" in a mixed-adapter batch."""
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """How one row is decoded; `resolve_sampling` (serve/sampling.py) fills it from a request and the config."""
+
+    max_new_tokens: int
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    skip_special_tokens: bool = True
+
+
+@dataclass(frozen=True)
+class GenerationRow:
+    """One sequence to generate: prompt token ids, how to sample, and which LoRA adapter (None: the base model)."""
+
+    prompt_ids: list[int]
+    params: SamplingParams
+    adapter: str | None = None
+
+
+@dataclass(frozen=True)
+class RowDelta:
+    """What a row produced in one step: new text (may be empty), tokens so far, and why it ended (or None)."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+
+
+@dataclass
+class _RowState:
+    row: GenerationRow
+    generator: Any
+    ids: list[int] = field(default_factory=list)
+    emitted: int = 0  # characters of the decoded text already handed out
+    finish_reason: str | None = None
+
+
+class TransformersEngine:
+    """A loaded causal LM (optionally a PEFT model holding several LoRA adapters) that decodes batches of rows."""
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: PreTrainedTokenizerBase,
+        stop_token_ids: Sequence[int],
+        keep_tokens: Sequence[str] = (),
+    ) -> None:
+        """`keep_tokens`: special tokens that are text to the reader (a tool format's `<tool_call>` tags), kept
+        when `skip_special_tokens` drops the others."""
+        self.model = model
+        self.tokenizer = tokenizer
+        self.stop_token_ids = frozenset(stop_token_ids)
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(stop_token_ids)
+        keep = {tokenizer.convert_tokens_to_ids(token) for token in keep_tokens}
+        self.skipped_ids = frozenset(tokenizer.all_special_ids) - keep
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+        """How many rows each batch started with: the observable proof of dynamic batching."""
+        self.lock = threading.Lock()
+        """Held during a forward pass and while an adapter is (un)loaded: both touch the model's modules."""
+        self.adapters_in_use: collections.Counter[str] = collections.Counter()
+        self.pending_unloads: set[str] = set()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # --- adapters ------------------------------------------------------------------------------------------
+
+    @property
+    def adapters(self) -> list[str]:
+        return sorted(getattr(self.model, "peft_config", {}) or {})
+
+    def load_adapter(self, name: str, path: str) -> None:
+        """Attach a LoRA adapter under `name`; the first one turns the model into a PEFT model."""
+        from peft import PeftModel
+
+        with self.lock:
+            self.pending_unloads.discard(name)
+            if name in self.adapters:
+                return
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(path, adapter_name=name)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, path, adapter_name=name)
+            self.model.eval()
+
+    def unload_adapter(self, name: str) -> None:
+        """Drop an adapter's weights once no running batch uses it (PEFT cannot delete its only adapter: it stays)."""
+        self.pending_unloads.add(name)
+        self._unload_pending()
+
+    def _unload_pending(self) -> None:
+        with self.lock:
+            for name in sorted(self.pending_unloads):
+                if self.adapters_in_use[name] > 0:
+                    continue
+                self.pending_unloads.discard(name)
+                if name in self.adapters and len(self.adapters) > 1:
+                    self.model.delete_adapter(name)
+
+    # --- generation ----------------------------------------------------------------------------------------
+
+    def generate(self, rows: Sequence[GenerationRow]) -> Iterator[list[RowDelta | None]]:
+        """Decode `rows` together; after each step yield one entry per row (None once the row has finished)."""
+
+        states = [_RowState(row, _make_generator(row.params.seed)) for row in rows]
+        self.batch_sizes[len(rows)] += 1
+        in_use = [row.adapter for row in rows if row.adapter is not None]
+        self.adapters_in_use.update(in_use)
+        try:
+            yield from self._decode(states)
+        finally:
+            self.adapters_in_use.subtract(in_use)
+            self._unload_pending()
+
+    def _decode(self, states: list[_RowState]) -> Iterator[list[RowDelta | None]]:
+        import torch
+
+        active = list(range(len(states)))
+        cache, logits, mask, positions = self._prefill(states)
+        while active:
+            next_ids = self._choose_tokens(logits, [states[i] for i in active])
+            deltas: list[RowDelta | None] = [None] * len(states)
+            for slot, index in enumerate(active):
+                deltas[index] = self._advance(states[index], int(next_ids[slot]))
+            yield deltas
+            keep = [slot for slot, index in enumerate(active) if states[index].finish_reason is None]
+            if not keep:
+                return
+            if len(keep) < len(active):
+                cache.batch_select_indices(torch.tensor(keep, device=self.device))
+                mask, positions, next_ids = mask[keep], positions[keep], next_ids[keep]
+                active = [active[slot] for slot in keep]
+            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
+            positions = positions + 1
+            logits = self._forward(next_ids[:, None], mask, positions, cache, [states[i] for i in active])
+
+    def _prefill(self, states: list[_RowState]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the left-padded prompts once; return the cache, last logits, attention mask and last positions."""
+        import torch
+        from transformers import DynamicCache
+
+        rows = [state.row for state in states]
+        width = max(len(row.prompt_ids) for row in rows)
+        ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, row in enumerate(rows):
+            ids[i, width - len(row.prompt_ids) :] = torch.tensor(row.prompt_ids, dtype=torch.long)
+            mask[i, width - len(row.prompt_ids) :] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        cache = DynamicCache(config=self.model.config)
+        logits = self._forward(ids, mask, positions, cache, states)
+        return cache, logits, mask, positions[:, -1:]
+
+    def _forward(self, ids, mask, positions, cache, states: list[_RowState]) -> torch.Tensor:
+        """One forward pass under the lock (an adapter is never loaded or dropped mid-pass)."""
+        import torch
+
+        kwargs: dict[str, Any] = {}
+        with self.lock, torch.inference_mode():
+            if self.adapters:
+                kwargs["adapter_names"] = [s.row.adapter or BASE_ADAPTER for s in states]
+            out = self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+                **kwargs,
+            )
+            return out.logits[:, -1, :].float()
+
+    def _choose_tokens(self, logits: torch.Tensor, states: list[_RowState]) -> torch.Tensor:
+        """Greedy rows without penalties take one batched argmax; the others go through their own processors."""
+        import torch
+
+        chosen = logits.argmax(dim=-1)
+        for slot, state in enumerate(states):
+            params = state.row.params
+            if params.do_sample or params.repetition_penalty != 1.0:
+                history = torch.tensor([state.row.prompt_ids + state.ids], device=logits.device)
+                chosen[slot] = _sample_one(logits[slot : slot + 1], history, params, state.generator)
+        return chosen
+
+    def _advance(self, state: _RowState, token: int) -> RowDelta:
+        """Append a token, decide whether the row ends, and return the text that is now safe to hand out."""
+        params = state.row.params
+        if token in self.stop_token_ids:
+            state.finish_reason = "stop"
+        else:
+            state.ids.append(token)
+        produced = len(state.ids) + (state.finish_reason == "stop")
+        ids = [i for i in state.ids if i not in self.skipped_ids] if params.skip_special_tokens else state.ids
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        cut = _find_stop(text, params.stop)
+        if cut is not None:
+            text, state.finish_reason = text[:cut], "stop"
+        elif state.finish_reason is None and produced >= params.max_new_tokens:
+            state.finish_reason = "length"
+        safe = _safe_prefix_length(text, params.stop) if state.finish_reason is None else len(text)
+        delta = text[state.emitted : max(safe, state.emitted)]
+        state.emitted = max(safe, state.emitted)
+        return RowDelta(delta, produced, state.finish_reason)
+
+
+def _make_generator(seed: int | None) -> Any:
+    if seed is None:
+        return None
+    import torch
+
+    return torch.Generator().manual_seed(seed)
+
+
+def _sample_one(scores: torch.Tensor, history: torch.Tensor, params: SamplingParams, generator: Any) -> int:
+    """transformers' own logits processors, applied to one row, then greedy or multinomial sampling."""
+    import torch
+    from transformers import (
+        RepetitionPenaltyLogitsProcessor,
+        TemperatureLogitsWarper,
+        TopKLogitsWarper,
+        TopPLogitsWarper,
+    )
+
+    if params.repetition_penalty != 1.0:
+        scores = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(history, scores)
+    if not params.do_sample:
+        return int(scores.argmax(dim=-1))
+    if params.temperature != 1.0:
+        scores = TemperatureLogitsWarper(params.temperature)(history, scores)
+    if params.top_k > 0:
+        scores = TopKLogitsWarper(params.top_k)(history, scores)
+    if params.top_p < 1.0:
+        scores = TopPLogitsWarper(params.top_p)(history, scores)
+    probs = torch.softmax(scores, dim=-1).cpu()
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+def _find_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Index where the earliest stop string starts, or None."""
+    hits = [index for stop in stops if stop and (index := text.find(stop)) >= 0]
+    return min(hits) if hits else None
+
+
+def _safe_prefix_length(text: str, stops: Sequence[str]) -> int:
+    """How much of `text` can be streamed: hold back a partial UTF-8 character and any tail that may start a stop."""
+    end = len(text) - text.endswith("\ufffd")
+    held = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, end), 0, -1):
+            if text[end - size : end] == stop[:size]:
+                held = max(held, size)
+                break
+    return end - held
