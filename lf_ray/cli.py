@@ -240,7 +240,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _run_pipeline(path: str, args: argparse.Namespace) -> tuple[int, object]:
-    from lf_ray.pipeline.executor import run_pipeline
+    from lf_ray.pipeline.executor import hold_endpoints, run_pipeline
     from lf_ray.pipeline.plan import plan_pipeline
     from lf_ray.pipeline.report import print_plan, print_result
     from lf_ray.pipeline.spec import load_pipeline
@@ -251,6 +251,8 @@ def _run_pipeline(path: str, args: argparse.Namespace) -> tuple[int, object]:
         return 0, None
     result = run_pipeline(plan)
     print_result(result)
+    if result.ok:
+        hold_endpoints(result)
     return (0 if result.ok else 1), result
 
 

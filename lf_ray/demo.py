@@ -68,7 +68,13 @@ def print_demo_summary(result: PipelineResult) -> None:
         print(f"\n> {question}\n  before: {before}\n  after:  {after}")
     print(f"\neval:      {_metrics_line(steps['eval'].get('metrics') or {})}")
     print(f"adapter:   {steps['sft']['outputs']['model']}")
-    print(f"exported:  {steps['export']['outputs']['model']}   (try: lf-ray chat with model_name_or_path set to it)")
+    exported = steps["export"]["outputs"]["model"]
+    print(f"exported:  {exported}   (chat with it: lf-ray chat CONFIG with model_name_or_path: {exported})")
+    serve = steps.get("serve") or {}
+    if serve.get("outputs"):
+        endpoint = json.loads(Path(serve["outputs"]["endpoint"]).read_text(encoding="utf-8"))
+        state = "still serving" if endpoint["keep_alive"] else "deployed, answered, removed"
+        print(f"served:    {endpoint['url']} ({state}); \"Hello!\" -> {endpoint['smoke_request']['answer']!r}")
     print(f"run:       lf-ray runs show {result.record.run_id} {result.plan.spec.storage_path}")
     if result.tracking_uri:
         print(f"MLflow:    mlflow ui --backend-store-uri {result.tracking_uri}")

@@ -253,3 +253,20 @@ def raise_if_failed(result: PipelineResult) -> None:
             f"pipeline run {result.record.run_id} failed: {result.record.data.get('error')}; "
             f"the step logs are in the artifact folders (step.log), the record in {result.record.path}"
         )
+
+
+def hold_endpoints(result: PipelineResult) -> None:
+    """Keep the driver (and with it a local Ray) alive while `keep_alive` serve steps answer, until Ctrl-C."""
+    urls = [
+        step["outputs"]["url"]
+        for step_id, step in result.record.data["steps"].items()
+        if step["uses"] == "serve" and result.plan.steps[step_id].config.get("keep_alive") and step.get("outputs")
+    ]
+    if not urls:
+        return
+    print(f"[pipeline] serving at {', '.join(urls)} (Ctrl-C to stop)", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print("[pipeline] stopped serving", flush=True)

@@ -146,7 +146,9 @@ def _input_layers(step: StepSpec, spec: PipelineSpec, planned: Mapping[str, Step
                 inherited = {}
             layers.append((label, {**inherited, **_model_location(producer)}))
         elif producer.uses == "export":
-            layers.append((label, {"model_name_or_path": producer.outputs["model"], "adapter_name_or_path": None}))
+            inherited = {k: producer.config[k] for k in RENDER_KEYS if k in producer.config}
+            location = {"model_name_or_path": producer.outputs["model"], "adapter_name_or_path": None}
+            layers.append((label, {**inherited, **location}))
     return layers
 
 
@@ -203,7 +205,8 @@ def plan_step(step: StepSpec, spec: PipelineSpec, root: Path, planned: Mapping[s
     _check_step(step.uses, cfg, planned, step.needs)
     config = cfg.to_dict(non_default_only=True)
     manifest = read_manifest(artifact)
-    cached = bool(manifest and manifest.get("status") == "complete" and manifest.get("fingerprint") == digest)
+    finished = bool(manifest and manifest.get("status") == "complete" and manifest.get("fingerprint") == digest)
+    cached = finished and step.uses != "serve"  # an endpoint does not outlive its cluster: deploy it every run
     resources = {"CPU": float(DEFAULT_STEP_CPUS[step.uses]), **(step.resources or {})}
     return StepPlan(
         id=step.id,

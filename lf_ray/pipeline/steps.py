@@ -83,10 +83,38 @@ def export_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
     return StepOutput({"model": str(result.export_dir)}, {"weight_files": len(result.shards)})
 
 
+def serve_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
+    """Deploy the model, send it one real chat completion, and record the endpoint; unless `keep_alive`, the
+    application is removed again once the smoke request has answered."""
+    from lf_ray.artifacts import write_json
+    from lf_ray.serve.app import smoke_request, start_serve, stop_serve
+
+    endpoint = start_serve(cfg, blocking=False)
+    try:
+        body = smoke_request(endpoint)
+    finally:
+        if not cfg.serve.keep_alive:
+            stop_serve(endpoint)
+    answer = body["choices"][0]["message"]["content"]
+    record = {
+        "url": endpoint.url,
+        "app_name": endpoint.app_name,
+        "models": endpoint.model_ids,
+        "keep_alive": cfg.serve.keep_alive,
+        "smoke_request": {"prompt": "Hello!", "answer": answer, "usage": body.get("usage")},
+    }
+    path = context.artifact_dir / "endpoint.json"
+    write_json(path, record)
+    print(f"serving {endpoint.base_model} at {endpoint.url}; smoke answer: {answer!r}", flush=True)
+    completion_tokens = (body.get("usage") or {}).get("completion_tokens", 0)
+    return StepOutput({"endpoint": str(path), "url": endpoint.url}, {"smoke_completion_tokens": completion_tokens})
+
+
 STEP_RUNNERS: dict[str, Callable[[LfRayConfig, StepContext], StepOutput]] = {
     "preprocess": preprocess_step,
     "train": train_step,
     "tune": tune_step,
     "eval": eval_step,
     "export": export_step,
+    "serve": serve_step,
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import socket
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +28,14 @@ def sft_lora(storage: Path) -> dict:
     raw["storage_path"] = str(storage)
     raw["steps"][1]["with"].update(max_steps=4, save_steps=2, logging_steps=1)
     raw["steps"][2]["with"].update(max_new_tokens=6, n_shot=1)
+    raw["steps"].append({"id": "serve", "uses": "serve", "needs": ["export"], "with": {"api_port": _free_port()}})
     return raw
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def run(raw: dict, **forcing):
@@ -52,7 +60,7 @@ def test_a_run_executes_every_step_and_writes_finished_artifacts(first):
     _, result = first
     assert result.ok, result.record.data.get("error")
     steps = result.record.data["steps"]
-    assert statuses(result) == dict.fromkeys(("data", "sft", "eval", "export"), "complete")
+    assert statuses(result) == dict.fromkeys(("data", "sft", "eval", "export", "serve"), "complete")
     for step_id, step in steps.items():
         written = manifest(step)
         assert written["status"] == "complete" and written["fingerprint"] == step["fingerprint"], step_id
@@ -64,6 +72,18 @@ def test_a_run_executes_every_step_and_writes_finished_artifacts(first):
     assert manifest(steps["sft"])["inputs"] == {"data": steps["data"]["fingerprint"]}
     assert steps["eval"]["metrics"]["eval_loss"] > 0 and "choice_accuracy" in steps["eval"]["metrics"]
     assert steps["sft"]["metrics"]["train_loss"] > 0
+
+
+def test_the_serve_step_deployed_the_export_answered_and_shut_down(first):
+    from ray import serve
+
+    _, result = first
+    step = result.record.data["steps"]["serve"]
+    endpoint = json.loads(Path(step["outputs"]["endpoint"]).read_text())
+    assert endpoint["url"] == step["outputs"]["url"] and endpoint["url"].endswith("/v1")
+    assert endpoint["models"] and endpoint["keep_alive"] is False
+    assert endpoint["smoke_request"]["usage"]["completion_tokens"] == step["metrics"]["smoke_completion_tokens"] > 0
+    assert endpoint["app_name"] not in serve.status().applications  # removed after the smoke request
 
 
 def test_eval_and_export_ran_at_the_same_time(first):
@@ -89,7 +109,7 @@ def test_mlflow_has_one_parent_run_and_one_child_per_step(first):
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     by_step = {child.data.tags["lf_ray.step"]: child for child in children}
-    assert set(by_step) == {"data", "sft", "eval", "export"}
+    assert set(by_step) == {"data", "sft", "eval", "export", "serve"}
     sft = by_step["sft"]
     assert sft.data.tags["lf_ray.stage"] == "sft" and sft.data.params["learning_rate"] == "0.001"
     assert sft.data.tags["lf_ray.fingerprint"] == result.record.data["steps"]["sft"]["fingerprint"]
@@ -107,9 +127,12 @@ def test_a_second_run_reuses_every_artifact(first):
         k: Path(s["artifact_dir"], "manifest.json").stat().st_mtime_ns for k, s in result.record.data["steps"].items()
     }
     again = run(raw)
-    assert again.ok and statuses(again) == dict.fromkeys(before, "cached")
+    assert again.ok and statuses(again) == {**dict.fromkeys(before, "cached"), "serve": "complete"}  # redeployed
+    del before["serve"]
     after = {
-        k: Path(s["artifact_dir"], "manifest.json").stat().st_mtime_ns for k, s in again.record.data["steps"].items()
+        k: Path(s["artifact_dir"], "manifest.json").stat().st_mtime_ns
+        for k, s in again.record.data["steps"].items()
+        if k != "serve"
     }
     assert after == before
 
@@ -119,12 +142,16 @@ def test_a_changed_step_reruns_alone_and_only_forces_what_is_asked(first):
     changed = copy.deepcopy(raw)
     changed["steps"][2]["with"]["max_new_tokens"] = 4
     rerun = run(changed)
-    assert statuses(rerun) == {"data": "cached", "sft": "cached", "eval": "complete", "export": "cached"}
+    assert statuses(rerun) == {
+        "data": "cached", "sft": "cached", "eval": "complete", "export": "cached", "serve": "complete"
+    }  # fmt: skip
     old_eval, new_eval = result.record.data["steps"]["eval"], rerun.record.data["steps"]["eval"]
     assert new_eval["artifact_dir"] != old_eval["artifact_dir"] and manifest(old_eval)["status"] == "complete"
 
     only = run(raw, only_step="export")
-    assert statuses(only) == {"data": "cached", "sft": "cached", "eval": "cached", "export": "complete"}
+    assert statuses(only) == {
+        "data": "cached", "sft": "cached", "eval": "cached", "export": "complete", "serve": "cached"
+    }  # fmt: skip
     assert only.record.data["steps"]["export"]["artifact_dir"] == result.record.data["steps"]["export"]["artifact_dir"]
 
 

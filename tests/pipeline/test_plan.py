@@ -173,7 +173,6 @@ def test_explicit_references_resolve_to_the_inputs_outputs(tmp_path):
         (lambda raw: raw["steps"][2]["with"].update(task="demo_mmlu", task_dir="nowhere"), r"no task.json in nowhere"),
         (lambda raw: raw["steps"][2]["with"].update(predict_with_generate=True, eval_dataset=None), r"eval_dataset"),
         (lambda raw: raw.update(storage_path="s3://bucket/runs"), r"is a URI.*ray_storage_path: s3://"),
-        (lambda raw: raw["steps"].append({"id": "api", "uses": "serve", "needs": ["export"]}), r"cannot run yet"),
     ],
 )
 def test_bad_step_configs_are_refused_before_anything_runs(tmp_path, edit, message):
@@ -181,3 +180,15 @@ def test_bad_step_configs_are_refused_before_anything_runs(tmp_path, edit, messa
     edit(raw)
     with pytest.raises(ConfigError, match=message):
         _plan(raw)
+
+
+def test_a_serve_step_takes_the_exported_model_and_is_deployed_every_run(tmp_path):
+    raw = _raw(tmp_path)
+    raw["steps"].append({"id": "api", "uses": "serve", "needs": ["export"], "with": {"api_port": 8123}})
+    plan = _plan(raw)
+    api, export = plan.steps["api"], plan.steps["export"]
+    assert api.config["model_name_or_path"] == export.outputs["model"] and "adapter_name_or_path" not in api.config
+    assert api.config["template"] == "llama3" and api.config["cutoff_len"] == 64
+    api.artifact_dir.mkdir(parents=True)
+    (api.artifact_dir / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": api.fingerprint}))
+    assert not _plan(raw).steps["api"].cached
