@@ -74,7 +74,7 @@ def print_demo_summary(result: PipelineResult) -> None:
     if serve.get("outputs"):
         endpoint = json.loads(Path(serve["outputs"]["endpoint"]).read_text(encoding="utf-8"))
         state = "still serving" if endpoint["keep_alive"] else "deployed, answered, removed"
-        print(f"served:    {endpoint['url']} ({state}); \"Hello!\" -> {endpoint['smoke_request']['answer']!r}")
+        print(f'served:    {endpoint["url"]} ({state}); "Hello!" -> {endpoint["smoke_request"]["answer"]!r}')
     print(f"run:       lf-ray runs show {result.record.run_id} {result.plan.spec.storage_path}")
     if result.tracking_uri:
         print(f"MLflow:    mlflow ui --backend-store-uri {result.tracking_uri}")

@@ -36,5 +36,6 @@ def test_the_demo_learns_the_identity_and_keeps_a_fact(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"{score.named_before}/11 before training, {score.named_after}/11 after" in out
     assert "> Who are you?" in out and "mlflow ui --backend-store-uri" in out
+    assert "served:    http://" in out and "deployed, answered, removed" in out
     exported = Path(result.record.data["steps"]["export"]["outputs"]["model"])
     assert (exported / "model.safetensors").is_file() and (exported / "Modelfile").is_file()
