@@ -230,5 +230,5 @@ def test_zero2_and_zero3_two_processes_on_cpu_without_jit(tmp_path, tiny_llama_p
             assert math.isfinite(first) and math.isfinite(second) and second < first, (name, result["losses"])
     assert not (tmp_path / "torch_extensions").exists()
     per_config = {name: round(result["seconds"], 1) for name, result in results.items()}  # rank 1's
+    # No JIT build is asserted above (`builds == []`); the time is printed, not asserted (load makes it vary).
     print(f"\n2 ranks x {len(names)} ZeRO configs: {seconds:.1f} s wall (spawn included); per config {per_config}")
-    assert seconds < 60
