@@ -22,7 +22,6 @@ from typing import Any
 from lf_ray import __version__
 from lf_ray.artifacts import write_json
 from lf_ray.constants import MANIFEST_NAME
-from lf_ray.errors import LfRayError
 from lf_ray.pipeline.plan import PipelinePlan, StepPlan
 from lf_ray.pipeline.store import RunRecord, now
 
@@ -245,14 +244,6 @@ def _initial_steps(plan: PipelinePlan) -> dict[str, dict[str, Any]]:
         }
         for step in plan.steps.values()
     }
-
-
-def raise_if_failed(result: PipelineResult) -> None:
-    if not result.ok:
-        raise LfRayError(
-            f"pipeline run {result.record.run_id} failed: {result.record.data.get('error')}; "
-            f"the step logs are in the artifact folders (step.log), the record in {result.record.path}"
-        )
 
 
 def hold_endpoints(result: PipelineResult) -> None:
