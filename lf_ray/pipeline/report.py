@@ -63,21 +63,32 @@ def print_run(record: RunRecord) -> None:
             print(f"  {'':14} {step['error']}")
 
 
+def run_row(record: RunRecord) -> list[str]:
+    """One run as `lf-ray runs list` and the board's Runs tab show it: id, pipeline, status, start, seconds,
+    step counts by status."""
+    data = record.data
+    counts: dict[str, int] = {}
+    for step in data["steps"].values():
+        counts[step["status"]] = counts.get(step["status"], 0) + 1
+    took = duration(record)
+    return [
+        data["run_id"],
+        data["pipeline"],
+        record.effective_status,
+        data["started_at"],
+        f"{took:.0f}" if took is not None else "-",
+        ", ".join(f"{n} {status}" for status, n in counts.items()),
+    ]
+
+
 def print_runs(records: list[RunRecord]) -> None:
     if not records:
         print("no runs yet")
         return
     print(f"{'run':28} {'pipeline':14} {'status':12} {'started':25} {'seconds':>8}  steps")
     for record in records:
-        data = record.data
-        counts: dict[str, int] = {}
-        for step in data["steps"].values():
-            counts[step["status"]] = counts.get(step["status"], 0) + 1
-        steps = ", ".join(f"{n} {status}" for status, n in counts.items())
-        took = duration(record)
-        seconds = f"{took:.0f}" if took is not None else "-"
-        status = record.effective_status
-        print(f"{data['run_id']:28} {data['pipeline']:14} {status:12} {data['started_at']:25} {seconds:>8}  {steps}")
+        run_id, pipeline, status, started, seconds, steps = run_row(record)
+        print(f"{run_id:28} {pipeline:14} {status:12} {started:25} {seconds:>8}  {steps}")
 
 
 def print_result(result: PipelineResult) -> None:

@@ -32,6 +32,11 @@ def smooth(values: Sequence[float]) -> list[float]:
     return smoothed
 
 
+def curve_points(entries: Sequence[dict], key: str) -> list[tuple[int, float]]:
+    """(step, value) of every trainer-log entry that has a value for `key`."""
+    return [(e["current_steps"], e[key]) for e in entries if e.get(key) is not None and "current_steps" in e]
+
+
 def plot_loss(output_dir: str | os.PathLike, keys: Sequence[str] = ("loss", "eval_loss")) -> list[Path]:
     """Write `training_<key>.png` into `output_dir` for every key that `trainer_log.jsonl` has values of.
 
@@ -41,7 +46,7 @@ def plot_loss(output_dir: str | os.PathLike, keys: Sequence[str] = ("loss", "eva
     entries = read_trainer_log(output_dir)
     written = []
     for key in keys:
-        points = [(e["current_steps"], e[key]) for e in entries if e.get(key) is not None and "current_steps" in e]
+        points = curve_points(entries, key)
         if not points:
             logger.info("no %r values in %s; skipping its plot", key, output_dir / "trainer_log.jsonl")
             continue
@@ -51,7 +56,8 @@ def plot_loss(output_dir: str | os.PathLike, keys: Sequence[str] = ("loss", "eva
     return written
 
 
-def _save_curve(path: Path, key: str, points: list[tuple[int, float]], title: str) -> None:
+def loss_curve(key: str, points: list[tuple[int, float]], title: str):
+    """A matplotlib `Figure` of one curve, raw and smoothed (also what the web board shows live)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -66,6 +72,11 @@ def _save_curve(path: Path, key: str, points: list[tuple[int, float]], title: st
     ax.set_xlabel("step")
     ax.set_ylabel(key)
     ax.legend()
+    return fig
+
+
+def _save_curve(path: Path, key: str, points: list[tuple[int, float]], title: str) -> None:
+    fig = loss_curve(key, points, title)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         fig.savefig(tmp, format="png", dpi=100)

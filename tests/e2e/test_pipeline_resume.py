@@ -6,21 +6,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
 from lf_ray.tracking.trainer_log import read_trainer_log
+from tests.e2e.conftest import BIN, job_env
 
 ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 def _pipeline(tmp_path: Path, max_steps: int) -> Path:
@@ -51,12 +47,6 @@ def _pipeline(tmp_path: Path, max_steps: int) -> Path:
     return path
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_ADDRESS")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    return {**env, **extra}
-
-
 def _step_dirs(tmp_path: Path, step: str) -> list[Path]:
     return sorted((tmp_path / "store" / "resumable" / "steps" / step).glob("*"))
 
@@ -70,7 +60,7 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
     driver = subprocess.Popen(
         [str(BIN / "lf-ray"), "run", str(pipeline)],
         cwd=tmp_path,
-        env=_env(),
+        env=job_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its Ray processes share its process group, so they can all be stopped
@@ -101,7 +91,7 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
     rerun = subprocess.run(
         [str(BIN / "lf-ray"), "run", str(pipeline)],
         cwd=tmp_path,
-        env=_env(),
+        env=job_env(),
         capture_output=True,
         text=True,
         timeout=600,
@@ -116,56 +106,23 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
     assert (_step_dirs(tmp_path, "export")[0] / "manifest.json").exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def test_ray_job_submit_runs_the_sweep_pipeline_on_a_ray_cluster(tmp_path):
+def test_ray_job_submit_runs_the_sweep_pipeline_on_a_ray_cluster(tmp_path, ray_head_cluster):
     """pipelines/sweep.yaml (tokenize, an ASHA sweep, eval and export of the best trial) as a Ray job."""
     sweep = yaml.safe_load((ROOT / "pipelines" / "sweep.yaml").read_text())
     sweep["storage_path"] = str(tmp_path / "store")
     sweep["steps"][1]["with"]["tune"]["num_samples"] = 2  # smaller still: tests/tune runs the 4-trial sweep
     (tmp_path / "sweep.yaml").write_text("# lf-ray run sweep.yaml\n" + yaml.safe_dump(sweep, sort_keys=False))
-    env = _env(RAY_AUTH_MODE="disabled")  # ../shared/FIELD-NOTES.md: ray start and the job CLI must agree
-    gcs, dashboard, agent, client = (_free_port() for _ in range(4))
-    ray_dir = tempfile.mkdtemp(prefix="lfr-", dir="/tmp")  # short: Ray's socket paths must fit in 107 bytes
-    head = subprocess.Popen(
-        [
-            str(BIN / "ray"), "start", "--head", "--block", f"--port={gcs}", "--num-cpus=2",
-            "--include-dashboard=true", f"--dashboard-port={dashboard}", f"--temp-dir={ray_dir}",
-            # the test session's own Ray already holds the default ports of these two
-            f"--dashboard-agent-listen-port={agent}", f"--ray-client-server-port={client}",
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
-        submit = [
-            str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dashboard}",
-            "--working-dir", str(tmp_path), "--", "lf-ray", "run", "sweep.yaml",
-        ]  # fmt: skip
-        job = None
-        for _ in range(30):  # the dashboard and its node agent take a while to accept jobs
-            job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
-            if not any(sign in job.stderr for sign in ("Failed to connect", "No available agent")):
-                break
-            time.sleep(3)
-        assert job is not None and job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
-        assert "succeeded" in job.stdout and "[pipeline] export: complete" in job.stdout
-        steps = tmp_path / "store" / "sweep" / "steps"
-        (export_dir,) = (steps / "export").glob("*")
-        assert (export_dir / "model" / "model.safetensors").is_file()
-        (sweep_dir,) = (steps / "sweep").glob("*")
-        assert json.loads((sweep_dir / "manifest.json").read_text())["metrics"]["trials"] == 2
-        assert (sweep_dir / "model" / "best" / "adapter_model.safetensors").is_file()
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(timeout=60)
-        time.sleep(1)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(head.pid, signal.SIGKILL)
-        shutil.rmtree(ray_dir, ignore_errors=True)
+    env = ray_head_cluster.env
+    submit = [
+        str(BIN / "ray"), "job", "submit", "--address", ray_head_cluster.dashboard,
+        "--working-dir", str(tmp_path), "--", "lf-ray", "run", "sweep.yaml",
+    ]  # fmt: skip
+    job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
+    assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
+    assert "succeeded" in job.stdout and "[pipeline] export: complete" in job.stdout
+    steps = tmp_path / "store" / "sweep" / "steps"
+    (export_dir,) = (steps / "export").glob("*")
+    assert (export_dir / "model" / "model.safetensors").is_file()
+    (sweep_dir,) = (steps / "sweep").glob("*")
+    assert json.loads((sweep_dir / "manifest.json").read_text())["metrics"]["trials"] == 2
+    assert (sweep_dir / "model" / "best" / "adapter_model.safetensors").is_file()
