@@ -27,6 +27,14 @@ def _add_config_command(sub, name: str, help_text: str) -> argparse.ArgumentPars
     return parser
 
 
+def _add_board_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="address to listen on (default: GRADIO_SERVER_NAME, else 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default: GRADIO_SERVER_PORT, else 7860)")
+    parser.add_argument(
+        "--share", action="store_true", default=None, help="open a public Gradio share link (or GRADIO_SHARE=1)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lf-ray",
@@ -89,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
         _add_config_command(sub, name, "serve the model behind an OpenAI-compatible API with Ray Serve (until Ctrl-C)")
     chat = _add_config_command(sub, "chat", "chat with the model in the terminal (streaming, history, clear, exit)")
     chat.add_argument("--model", help="a `lora_modules` adapter to chat with (default: the base model)")
+
+    webui = sub.add_parser("webui", help="the web board: train, evaluate, chat, export and pipeline runs in a browser")
+    _add_board_options(webui)
+    webui.add_argument("--demo", action="store_true", help="demo mode: preview and save only, nothing is launched")
+    webui.add_argument("--lang", help="starting language (en, ru, zh, ko, ja)", default="en")
+    webui.add_argument("--save-dir", default="saves", help="where runs are written and checkpoints listed")
+    webui.add_argument("--config-dir", default="board_configs", help="where Save/Load arguments keep their YAMLs")
+    webchat = sub.add_parser("webchat", help="the board's Chat tab alone, for sharing a trained model")
+    webchat.add_argument("config", nargs="?", help="an inference config whose model is loaded at start (optional)")
+    webchat.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    _add_board_options(webchat)
+    webchat.add_argument("--lang", help="starting language (en, ru, zh, ko, ja)", default="en")
 
     demo = sub.add_parser(
         "demo", help="the demo pipeline: teach the builtin SmolLM2 a new identity (preprocess, LoRA SFT, eval, export)"
@@ -332,6 +352,38 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def _board_language(lang: str) -> str:
+    from lf_ray.errors import ConfigError
+    from lf_ray.webui.locales import languages
+
+    if lang not in languages():
+        raise ConfigError(f"--lang {lang!r} is not a board language; use one of {', '.join(languages())}")
+    return lang
+
+
+def cmd_webui(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    lang = _board_language(args.lang)
+    from lf_ray.webui.app import create_ui, launch
+    from lf_ray.webui.board import Board
+
+    board = Board(demo_mode=args.demo, save_dir=Path(args.save_dir), config_dir=Path(args.config_dir), lang=lang)
+    launch(create_ui(board), host=args.host, port=args.port, share=args.share)
+    return 0
+
+
+def cmd_webchat(args: argparse.Namespace) -> int:
+    lang = _board_language(args.lang)
+    from lf_ray.webui.app import create_web_chat, launch
+    from lf_ray.webui.board import Board
+    from lf_ray.webui.board_args import top_state
+
+    state = top_state(_load(args.config, args.overrides)) if args.config else None
+    launch(create_web_chat(Board(lang=lang), state), host=args.host, port=args.port, share=args.share)
+    return 0
+
+
 COMMANDS = {
     "version": cmd_version,
     "env": cmd_env,
@@ -350,5 +402,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "api": cmd_serve,
     "chat": cmd_chat,
+    "webui": cmd_webui,
+    "webchat": cmd_webchat,
     **dict.fromkeys(STAGE_ALIASES, cmd_train),
 }

@@ -55,19 +55,44 @@ def api_host(configured: str | None = None) -> str:
 
 def api_port(configured: int | None = None) -> int:
     """The serve port: the config's `api_port`, else API_PORT, else 8000."""
-    if configured is not None:
-        return configured
-    text = os.environ.get(ENV_API_PORT)
+    return configured if configured is not None else _env_port(ENV_API_PORT, DEFAULT_API_PORT)
+
+
+def _env_port(name: str, default: int) -> int:
+    text = os.environ.get(name)
     if not text:
-        return DEFAULT_API_PORT
+        return default
     try:
         return int(text)
     except ValueError:
         from lf_ray.errors import ConfigError
 
-        raise ConfigError(f"{ENV_API_PORT}={text!r} is not a port number; set it to e.g. 8000, or unset it") from None
+        raise ConfigError(f"{name}={text!r} is not a port number; set it to e.g. {default}, or unset it") from None
 
 
 def api_key() -> str | None:
     """The Bearer key clients must send (API_KEY), or None when the endpoint is open."""
     return os.environ.get(ENV_API_KEY) or None
+
+
+ENV_BOARD_HOST = "GRADIO_SERVER_NAME"
+ENV_BOARD_PORT = "GRADIO_SERVER_PORT"
+ENV_BOARD_SHARE = "GRADIO_SHARE"
+"""Gradio's own variables: where `lf-ray webui` / `webchat` listen, and whether to open a public share link."""
+
+DEFAULT_BOARD_HOST = "127.0.0.1"
+DEFAULT_BOARD_PORT = 7860
+
+
+def board_host(given: str | None = None) -> str:
+    return given or os.environ.get(ENV_BOARD_HOST) or DEFAULT_BOARD_HOST
+
+
+def board_port(given: int | None = None) -> int:
+    return given if given is not None else _env_port(ENV_BOARD_PORT, DEFAULT_BOARD_PORT)
+
+
+def board_share(given: bool | None = None) -> bool:
+    if given is not None:
+        return given
+    return os.environ.get(ENV_BOARD_SHARE, "").strip().lower() in ("1", "true", "yes")
