@@ -19,18 +19,17 @@ from lf_ray.webui.locales import element_text, message
 
 TITLE = "lf-ray board: LLaMA-Factory fine-tuning on Ray"
 CSS = ".lfr-progress span { font-family: monospace; }"
-_BUTTONS = ("Button",)
-_LABEL_ONLY = ("Tab", "Accordion", "Plot", "JSON", "Dataframe", "Chatbot", "HTML", "Markdown")
+_LABEL_ONLY = (gr.Tab, gr.Accordion, gr.Plot, gr.JSON, gr.Dataframe, gr.Chatbot, gr.HTML, gr.Markdown)
 
 
 def relabel(board: Board, lang: str) -> dict[Any, Any]:
     """Every element's words in `lang`: a button's text, a tab's title, a field's label and info."""
     updates = {}
     for elem_id, elem in board.elements.items():
-        words, kind = element_text(elem_id, lang), type(elem).__name__
-        if kind in _BUTTONS:
+        words = element_text(elem_id, lang)
+        if isinstance(elem, gr.Button):
             updates[elem] = gr.update(value=words["label"])
-        elif kind in _LABEL_ONLY:
+        elif isinstance(elem, _LABEL_ONLY):
             updates[elem] = gr.update(label=words["label"])
         else:
             updates[elem] = gr.update(label=words["label"], info=words.get("info"))

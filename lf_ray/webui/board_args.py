@@ -266,11 +266,17 @@ def check_form(command: Command, state: State, *, demo_mode: bool = False, runni
 
 
 def check_config(command: Command, args: Mapping[str, Any]) -> Problem | None:
-    """The same rules as the CLI applies to the config the board would write."""
+    """What the CLI checks before `command` runs: every config rule, plus the eval and export steps' own checks."""
     from lf_ray.config import prepare_config
+    from lf_ray.evaluate.evaluator import plan_eval
+    from lf_ray.export.merge import check_export_config
 
     try:
-        prepare_config(None, base=args)
+        cfg = prepare_config(None, base=args)
+        if command == "eval":
+            plan_eval(cfg)
+        elif command == "export":
+            check_export_config(cfg)
     except LfRayError as err:
         return Problem("err_config", {"error": str(err)})
     return None

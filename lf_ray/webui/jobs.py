@@ -13,12 +13,15 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from ray.job_submission import JobSubmissionClient
 
 JobState = Literal["running", "succeeded", "failed", "stopped"]
 
 RUNNING_LOG = "running_log.txt"
-"""The local process's stdout and stderr, in its output directory (LLaMA Board's file name)."""
+"""The local process's stdout and stderr, in its job folder (LLaMA Board's file name)."""
 
 ABORT_GRACE_S = 10.0
 
@@ -37,8 +40,8 @@ class BoardJob(Protocol):
 
 @dataclass
 class LocalJob:
-    """`python -m lf_ray <command> <config>` in its own process group, so abort stops the whole tree
-    (the local Ray it started included)."""
+    """`python -m lf_ray <command> <config>` in a session of its own, so abort can stop everything it started
+    (the local Ray it starts included)."""
 
     name: str
     process: subprocess.Popen
@@ -115,8 +118,7 @@ class RayJob:
     """The command submitted through Ray's Job Submission API; its config travels as the job's working_dir."""
 
     name: str
-    client: object
-    address: str
+    client: JobSubmissionClient
 
     @classmethod
     def submit(cls, address: str, command: str, config_path: Path, staging_dir: Path) -> RayJob:
@@ -133,7 +135,7 @@ class RayJob:
             runtime_env={"working_dir": str(working_dir), "env_vars": {"PYTHONUNBUFFERED": "1"}},
             metadata={"submitted_by": "lf-ray webui"},
         )
-        return cls(name=submission_id, client=client, address=address)
+        return cls(name=submission_id, client=client)
 
     def state(self) -> JobState:
         status = str(self.client.get_job_status(self.name).value)

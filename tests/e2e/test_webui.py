@@ -20,7 +20,9 @@ import requests
 import yaml
 from playwright.sync_api import expect, sync_playwright
 
+from lf_ray.pipeline.store import RunRecord
 from lf_ray.tracking.trainer_log import read_trainer_log
+from lf_ray.webui.board_configs import save_run_form
 from lf_ray.webui.locales import label, message
 from tests.e2e.conftest import BIN, free_port, job_env
 
@@ -239,6 +241,35 @@ def test_abort_a_training_run_submitted_as_a_ray_job(page, board, ray_head_clust
     logged = len(read_trainer_log(output_dir))
     time.sleep(3)
     assert 0 < logged == len(read_trainer_log(output_dir)) < 100000  # it stopped midway and stays stopped
+
+
+def test_the_runs_tab_lists_pipeline_runs_and_shows_one(page, board):
+    _, root = board
+    steps = {"sft": {"uses": "train", "needs": [], "status": "pending", "artifact_dir": str(root / "sft")}}
+    record = RunRecord.create(root / "saves" / "pipelines" / "tiny", "tiny", "tiny.yaml", steps)
+    record.update_step("sft", status="complete", duration_s=2.5)
+    record.finish("complete")
+    page.get_by_role("tab", name="Runs").click()
+    page.locator("#runs-refresh_btn").click()
+    expect(page.locator("#runs-runs_table")).to_contain_text(record.run_id)
+    details = page.locator("#runs-run_details")
+    expect(details).to_contain_text(f"tiny · {record.run_id} · complete")
+    expect(details.get_by_role("link", name="Ray dashboard")).to_have_attribute("href", "http://127.0.0.1:8265/#/jobs")
+    shot(page, root, "6-runs")
+
+
+def test_an_output_dir_holding_a_run_loads_its_form_to_resume_it(page, board):
+    _, root = board
+    previous = root / "saves" / "previous_run"
+    form = {"top.model_name_or_path": "builtin:tiny-qwen", "train.learning_rate": "3e-4"}
+    save_run_form(previous, {**form, "train.output_dir": str(previous), "train.dataset": ["identity"]})
+    fill(page, "train-output_dir", str(previous))
+    wait_for_output(page, "train", f"{previous} already holds a run", 10)
+    expect(page.locator("#train-learning_rate textarea, #train-learning_rate input").first).to_have_value("3e-4")
+    expect(page.locator("#top-model_name_or_path input")).to_have_value("builtin:tiny-qwen")
+    time.sleep(1)  # loading the form must not set off the edits' own updates (a fresh output dir, no datasets)
+    expect(page.locator("#train-output_dir textarea, #train-output_dir input").first).to_have_value(str(previous))
+    expect(page.locator("#train-dataset")).to_contain_text("identity")
 
 
 def test_webchat_serves_the_chat_tab_with_the_configs_model_loaded(browser, tmp_path):

@@ -127,6 +127,12 @@ def test_config_rules_are_applied_to_what_the_board_would_write(train_state):
     problem = check_config("train", build_train_args({**train_state, "train.extra_args": '{"learning_rat": 0.1}'}))
     assert problem is not None and problem.key == "err_config"
     assert "learning_rat" in problem.values["error"] and "learning_rate" in problem.values["error"]  # the suggestion
+    export = build_export_args({**train_state, "export.export_dir": "merged"})
+    assert "export_legacy_format" in check_config("export", {**export, "export_legacy_format": True}).values["error"]
+    evaluation = build_eval_args({**train_state, "eval.dataset": ["identity_eval"], "eval.output_dir": "o"})
+    assert check_config("eval", evaluation) is None
+    refused = check_config("eval", {**evaluation, "task": "no_such_task", "task_dir": "builtin"})
+    assert "no_such_task" in refused.values["error"]
 
 
 def test_preview_shows_the_exact_command_and_yaml(train_state):

@@ -46,7 +46,7 @@ def create_eval_tab(board: Board) -> dict[str, Any]:
     elems |= {"eval.dataset_dir": dataset_dir, "eval.dataset": dataset}
     board.add(elems)
 
-    dataset_dir.change(lambda d: gr.update(choices=dataset_choices(d), value=[]), [dataset_dir], [dataset])
+    dataset_dir.input(lambda d: gr.update(choices=dataset_choices(d), value=[]), [dataset_dir], [dataset])
     form, runner = board.form(), board.runner
     outputs = [elems[f"eval.{name}"] for name in ("output_box", "progress", "metrics", "predictions")]
 
@@ -61,7 +61,7 @@ def create_eval_tab(board: Board) -> dict[str, Any]:
     elems["eval.start_btn"].click(start, form, outputs)
     elems["eval.abort_btn"].click(runner.abort, queue=False)
     for trigger in ("top.model_name_or_path", "top.finetuning_type"):
-        board[trigger].change(
+        board[trigger].input(
             fresh_output_dir,
             [board["top.model_name_or_path"], board["top.finetuning_type"]],
             [elems["eval.output_dir"]],

@@ -33,11 +33,11 @@ def create_runs_tab(board: Board) -> dict[str, Any]:
     }
     board.add(elems)
 
-    def refresh_runs(where: str, lang: str):
+    def refresh_runs(where: str):
         rows = runs_table(where)
         ids = [row[0] for row in rows]
         return rows, gr.update(choices=ids, value=ids[0] if ids else None)
 
-    refresh.click(refresh_runs, [storage, board["top.lang"]], [table, run_id], queue=False)
+    refresh.click(refresh_runs, [storage], [table, run_id], queue=False)
     run_id.change(run_details, [storage, run_id, dashboard, board["top.lang"]], [details], queue=False)
     return elems

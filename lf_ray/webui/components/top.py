@@ -46,9 +46,9 @@ def create_top(board: Board) -> dict[str, Any]:
     def checkpoints(model_value: str | None, finetuning_value: str) -> Any:
         return gr.update(choices=list_checkpoints(board.save_dir, model_value, finetuning_value), value=[])
 
-    model.change(builtin_template, [model], [template], queue=False)
-    model.change(checkpoints, [model, finetuning_type], [adapter_path], queue=False)
-    finetuning_type.change(checkpoints, [model, finetuning_type], [adapter_path], queue=False)
+    model.input(builtin_template, [model], [template], queue=False)
+    model.input(checkpoints, [model, finetuning_type], [adapter_path], queue=False)
+    finetuning_type.input(checkpoints, [model, finetuning_type], [adapter_path], queue=False)
     refresh.click(
         lambda m, f: gr.update(choices=list_checkpoints(board.save_dir, m, f)),
         [model, finetuning_type],

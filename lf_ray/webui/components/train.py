@@ -41,7 +41,7 @@ def _data_rows(board: Board) -> dict[str, Any]:
         )
         preview_dataset = button(board, "train.preview_dataset", scale=1)
     dataset_preview = gr.JSON(visible=False, **board.text("train.dataset_preview"))
-    dataset_dir.change(lambda d: gr.update(choices=dataset_choices(d), value=[]), [dataset_dir], [dataset])
+    dataset_dir.input(lambda d: gr.update(choices=dataset_choices(d), value=[]), [dataset_dir], [dataset])
 
     def show_rows(directory: str, names: list[str], lang: str) -> Any:
         try:
@@ -204,7 +204,7 @@ def _wire_train_events(board: Board) -> None:
     board["train.load_btn"].click(load, form, every, queue=False)
     board["train.output_dir"].blur(resume, form, every, queue=False)
     for trigger in ("top.model_name_or_path", "top.finetuning_type"):
-        board[trigger].change(
+        board[trigger].input(
             fresh_output_dir,
             [board["top.model_name_or_path"], board["top.finetuning_type"]],
             [board["train.output_dir"]],
