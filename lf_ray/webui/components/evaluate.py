@@ -7,8 +7,8 @@ from typing import Any
 import gradio as gr
 
 from lf_ray.webui.board import Board
-from lf_ray.webui.board_args import dataset_choices, default_output_dir
-from lf_ray.webui.components import button
+from lf_ray.webui.board_args import dataset_choices
+from lf_ray.webui.components import button, follow_dataset_dir, follow_model
 from lf_ray.webui.components.train import default_dataset_dir
 
 
@@ -46,7 +46,7 @@ def create_eval_tab(board: Board) -> dict[str, Any]:
     elems |= {"eval.dataset_dir": dataset_dir, "eval.dataset": dataset}
     board.add(elems)
 
-    dataset_dir.input(lambda d: gr.update(choices=dataset_choices(d), value=[]), [dataset_dir], [dataset])
+    follow_dataset_dir(dataset_dir, dataset)
     form, runner = board.form(), board.runner
     outputs = [elems[f"eval.{name}"] for name in ("output_box", "progress", "metrics", "predictions")]
 
@@ -54,16 +54,8 @@ def create_eval_tab(board: Board) -> dict[str, Any]:
         for update in runner.start("eval", board.state(values)):
             yield update.text, update.progress, update.metrics, update.predictions
 
-    def fresh_output_dir(model: str | None, finetuning_type: str) -> str:
-        return default_output_dir(str(board.save_dir), model or "", finetuning_type, "eval") if model else ""
-
     elems["eval.preview_btn"].click(lambda v: runner.preview("eval", board.state(v)), form, outputs[:1], queue=False)
     elems["eval.start_btn"].click(start, form, outputs)
     elems["eval.abort_btn"].click(runner.abort, queue=False)
-    for trigger in ("top.model_name_or_path", "top.finetuning_type"):
-        board[trigger].input(
-            fresh_output_dir,
-            [board["top.model_name_or_path"], board["top.finetuning_type"]],
-            [elems["eval.output_dir"]],
-        )
+    follow_model(board, elems["eval.output_dir"], "eval")
     return elems

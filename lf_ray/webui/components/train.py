@@ -16,11 +16,10 @@ from lf_ray.webui.board_args import (
     COMPUTE_TYPES,
     DEEPSPEED_STAGES,
     dataset_choices,
-    default_output_dir,
     preview_rows,
 )
 from lf_ray.webui.board_configs import load_board_config, run_form, save_board_config
-from lf_ray.webui.components import button
+from lf_ray.webui.components import button, follow_dataset_dir, follow_model
 from lf_ray.webui.locales import message
 
 SCHEDULERS = ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup"]
@@ -41,7 +40,7 @@ def _data_rows(board: Board) -> dict[str, Any]:
         )
         preview_dataset = button(board, "train.preview_dataset", scale=1)
     dataset_preview = gr.JSON(visible=False, **board.text("train.dataset_preview"))
-    dataset_dir.input(lambda d: gr.update(choices=dataset_choices(d), value=[]), [dataset_dir], [dataset])
+    follow_dataset_dir(dataset_dir, dataset)
 
     def show_rows(directory: str, names: list[str], lang: str) -> Any:
         try:
@@ -193,9 +192,6 @@ def _wire_train_events(board: Board) -> None:
         note = message("info_resume", lang, path=state["train.output_dir"])
         return board.form_updates(saved) | {board["train.output_box"]: note}
 
-    def fresh_output_dir(model: str | None, finetuning_type: str) -> str:
-        return default_output_dir(str(board.save_dir), model or "", finetuning_type) if model else ""
-
     every = list(board.elements.values())
     board["train.preview_btn"].click(preview, form, [board["train.output_box"]], queue=False)
     board["train.start_btn"].click(start, form, outputs)
@@ -203,9 +199,4 @@ def _wire_train_events(board: Board) -> None:
     board["train.save_btn"].click(save, form, [board["train.output_box"]], queue=False)
     board["train.load_btn"].click(load, form, every, queue=False)
     board["train.output_dir"].blur(resume, form, every, queue=False)
-    for trigger in ("top.model_name_or_path", "top.finetuning_type"):
-        board[trigger].input(
-            fresh_output_dir,
-            [board["top.model_name_or_path"], board["top.finetuning_type"]],
-            [board["train.output_dir"]],
-        )
+    follow_model(board, board["train.output_dir"], "train")
