@@ -10,6 +10,7 @@ requests into `generate` (serve/deployments.py); `lf-ray chat` calls it directly
 from __future__ import annotations
 
 import collections
+import inspect
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -65,6 +66,13 @@ class _RowState:
     finish_reason: str | None = None
 
 
+def cache_kwarg(model: Any) -> str:
+    """The forward argument that takes the KV cache: `cache` from transformers 5.24 on (`past_key_values` is
+    deprecated there and warns on every call), `past_key_values` before."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 class TransformersEngine:
     """A loaded causal LM (optionally a PEFT model holding several LoRA adapters) that decodes batches of rows."""
 
@@ -89,6 +97,7 @@ class TransformersEngine:
         """Held during a forward pass and while an adapter is (un)loaded: both touch the model's modules."""
         self.adapters_in_use: collections.Counter[str] = collections.Counter()
         self.pending_unloads: set[str] = set()
+        self.cache_kwarg = cache_kwarg(model)
 
     @property
     def device(self) -> torch.device:
@@ -195,9 +204,9 @@ class TransformersEngine:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=cache,
                 use_cache=True,
                 logits_to_keep=1,
+                **{self.cache_kwarg: cache},
                 **kwargs,
             )
             return out.logits[:, -1, :].float()
