@@ -1,7 +1,9 @@
-"""Artifacts on disk: directories written atomically, with a `manifest.json`, and content fingerprints.
+"""Artifacts: a folder at a URI (local, NFS, `s3://`, `gs://`) with one `manifest.json` schema and one commit.
 
-A step writes into a hidden temporary sibling and renames it into place at the end, so a crash or a bad
-input never leaves a half-written artifact where a later run would take it for a finished one.
+Every writer (preprocess, train, tune, eval, export, serve, a pipeline step) fills a local staging folder and
+commits it: on a local or NFS path the staging folder is renamed into place; on an object store its files are
+uploaded under the final prefix and the manifest is written last. A reader trusts only a committed manifest,
+so a writer killed midway leaves nothing that counts as finished.
 """
 
 from __future__ import annotations
@@ -12,11 +14,100 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lf_ray import __version__, storage
 from lf_ray.constants import MANIFEST_NAME
+
+
+def now() -> str:
+    """Local time with its UTC offset, to the millisecond (ISO 8601: sorts and parses back). lf-ray's one format."""
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def build_manifest(
+    kind: str,
+    *,
+    fingerprint: str | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    outputs: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    timings: Mapping[str, Any] | None = None,
+    **details: Any,
+) -> dict[str, Any]:
+    """The one manifest schema: what the artifact is (`kind`), its identity, what it was made from and of, how
+    it went; `details` are the kind's own facts (a dataset's splits, an export's shards)."""
+    return {
+        "kind": kind,
+        "status": "complete",
+        "fingerprint": fingerprint,
+        "inputs": dict(inputs or {}),
+        "outputs": dict(outputs or {}),
+        "metrics": dict(metrics or {}),
+        "timings": dict(timings or {}),
+        "lf_ray_version": __version__,
+        "created_at": now(),
+        **details,
+    }
+
+
+def is_complete(manifest: Mapping[str, Any] | None, fingerprint: str | None = None) -> bool:
+    """A committed manifest (of this fingerprint, when given)."""
+    if not manifest or manifest.get("status") != "complete":
+        return False
+    return fingerprint is None or manifest.get("fingerprint") == fingerprint
+
+
+def read_manifest(location: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of a committed artifact at a path or URI, or None when there is none (or it is unreadable)."""
+    try:
+        return json.loads(storage.read_text(storage.join(location, MANIFEST_NAME)))
+    except (OSError, ValueError, storage.StorageError):
+        return None
+
+
+@contextlib.contextmanager
+def committed(location: str | os.PathLike) -> Iterator[Path]:
+    """Yield a local staging folder that becomes the artifact at `location` only if the block finishes.
+
+    A `manifest.json` the block writes is committed last. On error nothing at `location` changes (local) or
+    nothing there gains a manifest (object store)."""
+    if storage.is_uri(location):
+        uri = str(location)
+        staging = storage.local_mirror(uri)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            yield staging
+            publish(staging, uri)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return
+    with atomic_directory(Path(storage.resolve(location))) as tmp:
+        yield tmp
+
+
+def publish(local: Path, uri: str, *, replace: bool = True) -> None:
+    """Upload the files of `local` (a throwaway staging folder) under `uri`, the manifest last: an object store's
+    commit. `replace` first removes what was under `uri`; without it, other files there are kept."""
+    manifest = local / MANIFEST_NAME
+    committed_text = manifest.read_bytes() if manifest.exists() else None
+    manifest.unlink(missing_ok=True)
+    storage.delete(storage.join(uri, MANIFEST_NAME))
+    if replace:
+        storage.delete(uri)
+    storage.upload_dir(local, uri)
+    if committed_text is not None:
+        storage.write_bytes(storage.join(uri, MANIFEST_NAME), committed_text)
+
+
+def write_manifest(location: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
+    """Commit an artifact whose files are already in place (a pipeline step's folder): the manifest, atomically."""
+    text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
+    storage.write_text(storage.join(location, MANIFEST_NAME), text)
 
 
 @contextlib.contextmanager
@@ -50,14 +141,6 @@ def write_json(path: Path, payload: Any) -> None:
     write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
-def read_manifest(directory: Path) -> dict[str, Any] | None:
-    """The manifest of a finished artifact, or None when there is none (or it is unreadable)."""
-    try:
-        return json.loads((Path(directory) / MANIFEST_NAME).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def hash_file(path: Path, digest: hashlib._Hash | None = None) -> str:
     digest = digest or hashlib.sha256()
     with open(path, "rb") as f:
@@ -77,6 +160,12 @@ def hash_tree(path: Path, suffixes: tuple[str, ...] | None = None) -> str:
             digest.update(str(file.relative_to(path)).encode())
             hash_file(file, digest)
     return digest.hexdigest()
+
+
+def hash_stored(location: str) -> str:
+    """The identity of files at a URI without reading them: relative paths, sizes and modification times."""
+    listing = [(f.path, f.size, f.mtime) for f in storage.list_files(location)]
+    return fingerprint({"uri": location, "files": sorted(listing)})
 
 
 def fingerprint(payload: Any) -> str:

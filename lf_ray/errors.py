@@ -38,3 +38,7 @@ class ModelError(LfRayError):
 
 class TrainError(LfRayError):
     """Training failed on the worker group for a reason that is not a bad input."""
+
+
+class StorageError(LfRayError):
+    """A storage URI or path cannot be read or written."""

@@ -1,8 +1,16 @@
-"""Shared test fixtures: one LF_RAY_HOME, one Ray instance and one copy of each tiny model per session."""
+"""Shared test fixtures: one LF_RAY_HOME, Ray instance, S3 server and copy of each tiny model per session."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +18,73 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 # Built models and datasets persist between sessions in the repo's (git-ignored) cache unless told otherwise.
 os.environ.setdefault("LF_RAY_HOME", str(ROOT / ".lf_ray_home"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# The S3 world of the session: moto's standalone server (the `s3_server` fixture) on this port. Set at import, so
+# every Ray instance, worker and `ray job submit` cluster started later inherits it. The endpoint is forced, not
+# defaulted: the suite creates and deletes buckets and must never reach a real account.
+S3_PORT = free_port()
+os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{S3_PORT}"
+os.environ.pop("AWS_ENDPOINT_URL_S3", None)  # it would win over AWS_ENDPOINT_URL
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+
+def start_moto_server(port: int, **env: str) -> subprocess.Popen:
+    """`moto_server` in its own process on 127.0.0.1:port, answering once this returns."""
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/moto-api/", timeout=1).close()
+            return process
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"moto_server on port {port} did not answer within 30 s (exit code {process.poll()})")
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A real S3-compatible HTTP server (moto, not an in-process mock) at AWS_ENDPOINT_URL; yields that URL."""
+    process = start_moto_server(S3_PORT)
+    yield os.environ["AWS_ENDPOINT_URL"]
+    stop_process(process)
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh, empty bucket on the session's S3 server, as "s3://<bucket>"."""
+    import boto3
+
+    bucket = f"lfr-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=bucket)
+    return f"s3://{bucket}"
 
 
 @pytest.fixture(scope="session")
