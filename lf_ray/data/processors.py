@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from lf_ray.constants import IGNORE_INDEX
 from lf_ray.data.templates import Template
+from lf_ray.stages import STAGES, ProcessorKind
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-ProcessorKind = Literal["pretrain", "supervised", "pairwise", "feedback", "unsupervised"]
 Row = dict[str, Any]
 
 COLUMNS: dict[ProcessorKind, tuple[str, ...]] = {
@@ -45,16 +45,9 @@ class EncodeSettings:
 
 
 def processor_kind(stage: str, predict: bool = False) -> ProcessorKind:
-    """Which processor a stage uses: prediction (and ppo's rollouts) only needs prompts."""
-    if stage == "pt":
-        return "pretrain"
-    if stage == "sft":
-        return "unsupervised" if predict else "supervised"
-    if stage in ("rm", "dpo"):
-        return "pairwise"
-    if stage == "kto":
-        return "feedback"
-    return "unsupervised"
+    """Which processor a stage uses (the stage table's); prediction only needs prompts."""
+    kind = STAGES[stage].processor
+    return "unsupervised" if predict and kind == "supervised" else kind
 
 
 def infer_seqlen(source_len: int, target_len: int, cutoff_len: int) -> tuple[int, int]:

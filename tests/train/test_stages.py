@@ -18,8 +18,9 @@ from lf_ray.data.processors import EncodeSettings, processor_kind
 from lf_ray.data.tokenizer_spec import tokenizer_spec
 from lf_ray.errors import ConfigError
 from lf_ray.model.loader import load_causal_lm
+from lf_ray.stages import STAGES, TRAINABLE_STAGES
 from lf_ray.train.arguments import build_training_arguments
-from lf_ray.train.stages import STAGES, StageContext
+from lf_ray.train.stages import StageContext, build_trainer
 from lf_ray.train.stages.base import reference_model
 from lf_ray.train.stages.metrics import predicted_tokens, token_accuracy
 
@@ -71,7 +72,7 @@ def train(cfg, model, tokenizer, rows, tmp_path):
     args = build_training_arguments(cfg, output_dir=str(tmp_path))
     dataset = datasets.Dataset.from_list(rows)
     context = StageContext(cfg=cfg, model=model, tokenizer=tokenizer, training_args=args, train_dataset=dataset)
-    trainer = STAGES[cfg.finetuning.stage](context)
+    trainer = build_trainer(context)
     trainer.train()
     return trainer
 
@@ -162,7 +163,7 @@ def test_under_lora_the_reference_is_the_base_model_and_checkpoints_hold_one_ada
     dataset = datasets.Dataset.from_list(rows[:ROWS])
     context = StageContext(cfg=cfg, model=model, tokenizer=tokenizer, training_args=args, train_dataset=dataset)
     assert reference_model(context) is None
-    trainer = STAGES[stage](context)
+    trainer = build_trainer(context)
     assert trainer.ref_model is None
     assert list(model.peft_config) == ["default"]  # TRL's "ref" adapter copy is gone: the adapter is switched off
     trainer.save_model(str(tmp_path / "saved"))
@@ -211,5 +212,13 @@ def test_token_accuracy_scores_answer_tokens_one_position_ahead():
     assert token_accuracy(EvalPrediction(preds.numpy(), labels.numpy()))["accuracy"] == pytest.approx(1 / 3)
 
 
-def test_every_stage_has_a_builder():
-    assert set(STAGES) == {"pt", "sft", "rm", "dpo", "kto"}
+def test_every_trainable_stage_of_the_table_has_a_builder_and_the_config_knows_every_stage():
+    import importlib
+    from typing import get_args
+
+    from lf_ray.config.finetuning_args import Stage
+
+    assert TRAINABLE_STAGES == ("pt", "sft", "rm", "dpo", "kto")
+    for stage in TRAINABLE_STAGES:
+        assert callable(importlib.import_module(STAGES[stage].trainer).build_trainer)
+    assert set(get_args(Stage)) == set(STAGES)

@@ -1,26 +1,28 @@
 """One module per stage, each exposing `build_trainer(ctx: StageContext) -> transformers.Trainer`.
 
-They read alike on purpose: collator → metrics → trainer; only the trainer and the collator differ.
+They read alike on purpose: collator → metrics → trainer; only the trainer and the collator differ. The stage
+table (`lf_ray.stages.STAGES`) names each stage's module.
 
-    trainer = STAGES[cfg.finetuning.stage](StageContext(cfg, model, tokenizer, args, train_dataset))
+    trainer = build_trainer(StageContext(cfg, model, tokenizer, args, train_dataset))
     trainer.train()
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from typing import TYPE_CHECKING
 
-from transformers import Trainer
-
-from lf_ray.train.stages import dpo, kto, pt, rm, sft
+from lf_ray.stages import STAGES
 from lf_ray.train.stages.base import StageContext
 
-STAGES: dict[str, Callable[[StageContext], Trainer]] = {
-    "pt": pt.build_trainer,
-    "sft": sft.build_trainer,
-    "rm": rm.build_trainer,
-    "dpo": dpo.build_trainer,
-    "kto": kto.build_trainer,
-}
+if TYPE_CHECKING:
+    from transformers import Trainer
 
-__all__ = ["STAGES", "StageContext"]
+
+def build_trainer(context: StageContext) -> Trainer:
+    """The trainer of the config's stage, from the module the stage table names."""
+    module = importlib.import_module(STAGES[context.cfg.finetuning.stage].trainer)
+    return module.build_trainer(context)
+
+
+__all__ = ["StageContext", "build_trainer"]

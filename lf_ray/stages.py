@@ -1,0 +1,45 @@
+"""The training stages, one row each: LLaMA-Factory's `stage:` values and what lf-ray does for each. Pure data.
+
+    STAGES["dpo"].processor     # "pairwise": how its rows are tokenized
+    STAGES["rm"].model_head     # "reward": a sequence-classification head instead of the LM head
+    STAGES["sft"].trainer       # "lf_ray.train.stages.sft": the module whose build_trainer() makes its trainer
+
+Adding a stage means one row here and one module in `lf_ray/train/stages/`. The stage's training-arguments class
+(TRL's `DPOConfig`, ...) is chosen in `train.arguments`, where `pref_loss` picks among DPO's variants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ProcessorKind = Literal["pretrain", "supervised", "unsupervised", "pairwise", "feedback"]
+ModelHead = Literal["causal_lm", "reward"]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    processor: ProcessorKind
+    """How its training rows are tokenized (`data.processors`)."""
+    model_head: ModelHead = "causal_lm"
+    trainer: str | None = None
+    """The module under lf_ray.train.stages whose `build_trainer(ctx)` builds its trainer; None: not trainable."""
+    eval_loss: bool = False
+    """Whether `lf-ray eval` reports loss / perplexity on its eval rows (the LM objective)."""
+    summary: str = ""
+
+
+STAGES: dict[str, StageSpec] = {
+    spec.name: spec
+    for spec in (
+        StageSpec("pt", "pretrain", trainer="lf_ray.train.stages.pt", eval_loss=True, summary="pre-training"),
+        StageSpec("sft", "supervised", trainer="lf_ray.train.stages.sft", eval_loss=True, summary="supervised"),
+        StageSpec("rm", "pairwise", "reward", trainer="lf_ray.train.stages.rm", summary="reward modelling"),
+        StageSpec("dpo", "pairwise", trainer="lf_ray.train.stages.dpo", summary="preference (DPO, ORPO, SimPO)"),
+        StageSpec("kto", "feedback", trainer="lf_ray.train.stages.kto", summary="preference (KTO)"),
+        StageSpec("ppo", "unsupervised", summary="PPO: LLaMA-Factory's; lf-ray refuses it until it is built"),
+    )
+}
+
+TRAINABLE_STAGES: tuple[str, ...] = tuple(name for name, spec in STAGES.items() if spec.trainer)
