@@ -4,22 +4,63 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from typing import Any
 
 from lf_ray.constants import ENV_LOG_LEVEL, ENV_RAY_ADDRESS
+from lf_ray.errors import ConfigError
 
 
 def ensure_ray(init_kwargs: dict[str, Any] | None = None) -> None:
     """Connect to `ray_init_kwargs.address` / RAY_ADDRESS when set, else start a local Ray; reuse one already up."""
     import ray
 
+    from lf_ray import console
+
     if ray.is_initialized():
         quiet_ray_logging()
         return
     kwargs = dict(init_kwargs or {})
     address = kwargs.pop("address", None) or os.environ.get(ENV_RAY_ADDRESS)
+    if not console.verbose():
+        console.quiet_loggers()
+        kwargs.setdefault("logging_level", logging.WARNING)
     ray.init(address=address, **kwargs)
     quiet_ray_logging()
+    log = console.route_worker_output()
+    if log is not None:
+        print(f"[lf-ray] Ray's worker output: {log} (--verbose prints it here)", file=sys.stderr, flush=True)
+
+
+def cluster_address(init_kwargs: dict[str, Any] | None = None) -> str | None:
+    """The cluster a command would join (`ray_init_kwargs.address`, else RAY_ADDRESS); None when it would start
+    a local Ray."""
+    address = (init_kwargs or {}).get("address") or os.environ.get(ENV_RAY_ADDRESS)
+    return None if address in (None, "", "local") else str(address)
+
+
+def cluster_resources(init_kwargs: dict[str, Any] | None = None) -> dict[str, float] | None:
+    """The resources of the Ray cluster this process is connected to, else of the one at `cluster_address`, read
+    over a short connection; None when there is none to read (no local Ray is started for it)."""
+    ray = sys.modules.get("ray")  # never imported: not connected either
+    if ray is not None and ray.is_initialized():
+        return dict(ray.cluster_resources())
+    address = cluster_address(init_kwargs)
+    if address is None:
+        return None
+    import ray
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ConfigError(
+            f"the Ray cluster at `{address}` (ray_init_kwargs.address or RAY_ADDRESS) does not answer: {err}; "
+            "start it (`ray start --head`), fix the address, or unset it to use a local Ray"
+        ) from err
+    try:
+        return dict(ray.cluster_resources())
+    finally:
+        ray.shutdown()
 
 
 def quiet_ray_logging() -> None:

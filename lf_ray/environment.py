@@ -33,11 +33,15 @@ def accelerator() -> str:
 def describe_environment() -> str:
     from lf_ray import __version__
     from lf_ray.cluster import cluster_resources
+    from lf_ray.errors import LfRayError
 
     lines = [f"lf-ray        {__version__}", f"python       {platform.python_version()} ({platform.platform()})"]
     lines += [f"{name:12} {version}" for name, version in package_versions().items()]
     lines.append(f"devices      {accelerator()}; {os.cpu_count()} CPU cores")
-    resources = cluster_resources()
+    try:
+        resources = cluster_resources()
+    except LfRayError as err:
+        return "\n".join([*lines, f"ray cluster  {err}"])
     if resources is None:
         lines.append(
             "ray cluster  none reachable (set RAY_ADDRESS or run `ray start --head`; commands start a local one)"

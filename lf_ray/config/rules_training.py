@@ -229,6 +229,46 @@ def warmup_ratio_invalid(cfg: LfRayConfig) -> str | None:
     return None
 
 
+def learning_rate_not_positive(cfg: LfRayConfig) -> str | None:
+    if cfg.get("learning_rate") <= 0:
+        return f"`learning_rate` is {cfg.get('learning_rate')}; use a positive step size, e.g. 1.0e-4"
+    return None
+
+
+def no_training_length(cfg: LfRayConfig) -> str | None:
+    epochs, max_steps = cfg.get("num_train_epochs"), cfg.get("max_steps")
+    if epochs <= 0 and max_steps <= 0:
+        return (
+            f"`num_train_epochs: {epochs}` with `max_steps: {max_steps}` trains for no step; "
+            "set `num_train_epochs` above 0 (e.g. 3.0) or `max_steps` above 0"
+        )
+    return None
+
+
+def lora_rank_below_one(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.finetuning_type == "lora" and ft.lora_rank < 1:
+        return f"`lora_rank` is {ft.lora_rank}; a LoRA rank is a whole number of at least 1, e.g. 8"
+    return None
+
+
+def lora_alpha_not_positive(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning  # a lora_alpha derived from a bad lora_rank is that rule's message, not a second one
+    if ft.finetuning_type == "lora" and ft.lora_rank >= 1 and ft.lora_alpha is not None and ft.lora_alpha <= 0:
+        return (
+            f"`lora_alpha` is {ft.lora_alpha}; use a positive scale, e.g. 16, "
+            "or remove it (it defaults to 2 * lora_rank)"
+        )
+    return None
+
+
+def lora_dropout_out_of_range(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.finetuning_type == "lora" and not 0 <= ft.lora_dropout < 1:
+        return f"`lora_dropout` is {ft.lora_dropout}; use a probability in [0, 1), e.g. 0.05 (0 turns it off)"
+    return None
+
+
 TRAINING_RULES = (
     bf16_and_fp16,
     batch_sizes_below_one,
@@ -256,4 +296,9 @@ TRAINING_RULES = (
     negative_worker_resources,
     safetensors_disabled,
     warmup_ratio_invalid,
+    learning_rate_not_positive,
+    no_training_length,
+    lora_rank_below_one,
+    lora_alpha_not_positive,
+    lora_dropout_out_of_range,
 )

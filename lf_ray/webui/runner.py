@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lf_ray.artifacts import write_text
+from lf_ray.errors import LfRayError
 from lf_ray.evaluate.evaluator import PREDICTIONS_FILE
 from lf_ray.webui.board_args import (
     BUILDERS,
@@ -67,7 +68,8 @@ class Runner:
         if problem:
             return problem
         args = BUILDERS[command](state)
-        return check_config(command, args) or args
+        problem = check_config(command, args) or (_train_problem(args) if command == "train" else None)
+        return problem or args
 
     def job_dir(self, command: Command, state: Mapping[str, Any]) -> Path:
         """Where the config and the log go: the output dir of a training run (as LLaMA Board does, so a run can
@@ -143,6 +145,18 @@ class Runner:
         if self.job is not None and self.job.state() == "running":
             self.aborted = True
             self.job.abort()
+
+
+def _train_problem(args: Mapping[str, Any]) -> Problem | None:
+    """What `lf-ray train` checks before it tokenizes anything (its output, checkpoint, DeepSpeed file, targets)."""
+    from lf_ray.config import prepare_config
+    from lf_ray.train.launcher import check_trainable
+
+    try:
+        check_trainable(prepare_config(None, base=args))
+    except LfRayError as err:
+        return Problem("err_config", {"error": str(err)})
+    return None
 
 
 def eval_results(results_dir: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

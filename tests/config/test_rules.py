@@ -188,6 +188,14 @@ CASES = {
         {"warmup_ratio": 0.1, "warmup_steps": 100},
         "`warmup_ratio: 0.1` and `warmup_steps: 100` both set the warmup; keep one",
     ),
+    "learning_rate_not_positive": ({"learning_rate": -1.0e-4}, "`learning_rate` is -0.0001; use a positive step"),
+    "no_training_length": (
+        {"num_train_epochs": 0},
+        "`num_train_epochs: 0` with `max_steps: -1` trains for no step; set `num_train_epochs` above 0",
+    ),
+    "lora_rank_below_one": ({"lora_rank": 0}, "`lora_rank` is 0; a LoRA rank is a whole number of at least 1"),
+    "lora_alpha_not_positive": ({"lora_alpha": -16}, "`lora_alpha` is -16; use a positive scale"),
+    "lora_dropout_out_of_range": ({"lora_dropout": 1.0}, "`lora_dropout` is 1.0; use a probability in [0, 1)"),
     "tune_section_is_valid": (
         {"tune": {"param_space": {"lora_rank": {"logunifrom": [4, 16]}}}},
         "`tune.param_space.lora_rank`: unknown distribution `logunifrom`; did you mean `loguniform`?",
@@ -277,3 +285,10 @@ def test_resolve_defaults():
     assert (explicit.finetuning.lora_rank, explicit.finetuning.lora_alpha) == (4, 32)
     assert resolve_defaults(load_config(None, base={**VALID, "lora_rank": 4})).finetuning.lora_alpha == 8
     assert resolve_defaults(resolved) == resolved
+
+
+def test_lora_numbers_are_checked_for_lora_only_and_a_bad_rank_is_reported_once():
+    assert violations(finetuning_type="full", lora_rank=0, lora_dropout=1.5) == []
+    assert violations(num_train_epochs=0, max_steps=10) == []  # max_steps sets the length
+    (only,) = find_violations(resolve_defaults(load_config(None, base={**VALID, "lora_rank": -2})))
+    assert only.startswith("`lora_rank` is -2")  # not also the lora_alpha of -4 derived from it
