@@ -59,7 +59,8 @@ def print_train_plan(cfg: LfRayConfig) -> None:
 
 
 def print_train_summary(result: TrainResult) -> None:
-    print(f"train: done, outputs in {result.output_dir}")
+    state = "reused the finished training (same config and data)" if result.reused else "done"
+    print(f"train: {state}, outputs in {result.output_dir}")
     print(f"  ray run     {result.run_path}")
     print(f"  checkpoint  {result.checkpoint_path or '-'}")
     shown = {

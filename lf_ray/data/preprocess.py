@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,13 +21,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from lf_ray import __version__
-from lf_ray.artifacts import atomic_directory, fingerprint, hash_tree, read_manifest, write_json
+from lf_ray import __version__, storage
+from lf_ray.artifacts import build_manifest, committed, fingerprint, hash_tree, is_complete, read_manifest, write_json
 from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, MANIFEST_NAME, lf_ray_home
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import chunk_pretrain, pack_supervised, truncate_pretrain
 from lf_ray.data.processors import COLUMNS, EncodeSettings, ProcessorKind, encode_row, processor_kind
-from lf_ray.data.registry import get_dataset_attrs, resolve_dataset_dir
+from lf_ray.data.registry import dataset_location, get_dataset_attrs
 from lf_ray.data.tokenizer_spec import TokenizerSpec, tokenizer_spec
 from lf_ray.errors import DataError
 
@@ -47,7 +48,7 @@ _IDS = pa.list_(pa.int32())
 
 @dataclass
 class PreprocessResult:
-    path: Path
+    path: str  # a local path or a URI
     manifest: dict[str, Any]
     reused: bool
 
@@ -186,22 +187,44 @@ def write_split(table: pa.Table, directory: Path) -> list[str]:
 class PreprocessPlan:
     """What the step would do: printed by `--dry-run`, and the cache check of a real run."""
 
-    path: Path
+    path: str  # a local path or a URI
     fingerprint: str
     cached: bool
     inputs: dict[str, Any]
 
 
 def _tokenizer_identity(model_name_or_path: str) -> str:
-    """Builtin models are deterministic per lf-ray version; local ones are hashed; hub ids are their names."""
+    """Builtin models are deterministic per lf-ray version; local ones are hashed; URIs are identified by their
+    objects' listing; hub ids are their names."""
     from lf_ray.constants import BUILTIN_PREFIX
 
     if model_name_or_path.startswith(BUILTIN_PREFIX):
         return f"{model_name_or_path}@{__version__}"
+    if storage.is_uri(model_name_or_path):
+        return _stored_identity(model_name_or_path)
     path = Path(model_name_or_path).expanduser()
     if path.is_dir():
-        return hash_tree(path, suffixes=(".json", ".model", ".txt", ".tiktoken", "merges.txt"))
+        return _local_identity(path, (".json", ".model", ".txt", ".tiktoken", "merges.txt"))
     return model_name_or_path
+
+
+def _local_identity(path: Path, suffixes: tuple[str, ...] | None = None) -> str:
+    """The contents' hash, computed once per process while the files' sizes and times are unchanged."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _hash_with_stats(path, suffixes, stats)
+
+
+@functools.lru_cache(maxsize=256)
+def _hash_with_stats(path: Path, suffixes: tuple[str, ...] | None, stats: tuple) -> str:
+    del stats  # part of the cache key only
+    return hash_tree(path, suffixes)
+
+
+def _stored_identity(uri: str) -> str:
+    """An object store's files by their listing (paths, sizes, modification times): no download."""
+    listing = sorted((f.path, f.size, f.mtime) for f in storage.list_files(uri))
+    return fingerprint({"uri": uri, "files": listing})
 
 
 def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
@@ -209,38 +232,51 @@ def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
     identity = {}
     for name in [*(data.dataset or []), *(data.eval_dataset or [])]:
         (attr,) = get_dataset_attrs([name], data.dataset_dir)
-        location = resolve_dataset_dir(data.dataset_dir) / attr.dataset_name
-        content = hash_tree(location) if attr.load_from == "file" and location.exists() else attr.dataset_name
+        content: str = attr.dataset_name
+        if attr.load_from == "file":
+            location = dataset_location(attr, data.dataset_dir)
+            if storage.is_uri(location):
+                content = _stored_identity(location)
+            elif Path(location).exists():
+                content = _local_identity(Path(location))
         identity[name] = {"attr": vars(attr), "content": content}
     return identity
 
 
-def plan_preprocess(cfg: LfRayConfig) -> PreprocessPlan:
-    data, stage = cfg.data, cfg.finetuning.stage
-    inputs = {
-        "lf_ray": __version__,
-        "stage": stage,
+def preprocess_settings(cfg: LfRayConfig) -> dict[str, Any]:
+    """Everything besides the files' contents that decides the tokenized rows (names the keys on a mismatch)."""
+    data = cfg.data
+    return {
+        "stage": cfg.finetuning.stage,
         "predict_with_generate": bool(cfg.training.get("predict_with_generate")),
         "seed": cfg.training.get("seed", 42),
         "model": cfg.model.model_name_or_path,
-        "tokenizer": _tokenizer_identity(cfg.model.model_name_or_path),
         "resize_vocab": cfg.model.resize_vocab,
-        "data": {key: getattr(data, key) for key in FINGERPRINTED_DATA_KEYS},
+        "dataset": list(data.dataset or []),
+        "eval_dataset": list(data.eval_dataset or []),
+        "dataset_dir": data.dataset_dir,
+        **{key: getattr(data, key) for key in FINGERPRINTED_DATA_KEYS},
+    }
+
+
+def plan_preprocess(cfg: LfRayConfig) -> PreprocessPlan:
+    inputs = {
+        "lf_ray": __version__,
+        **preprocess_settings(cfg),
+        "tokenizer": _tokenizer_identity(cfg.model.model_name_or_path),
         "datasets": _data_identity(cfg),
     }
     digest = fingerprint(inputs)
     path = default_tokenized_path(cfg, digest)
-    manifest = read_manifest(path)
-    cached = bool(manifest and manifest.get("fingerprint") == digest and manifest.get("status") == "complete")
-    return PreprocessPlan(path=path, fingerprint=digest, cached=cached, inputs=inputs)
+    return PreprocessPlan(path=path, fingerprint=digest, cached=is_complete(read_manifest(path), digest), inputs=inputs)
 
 
-def default_tokenized_path(cfg: LfRayConfig, digest: str) -> Path:
+def default_tokenized_path(cfg: LfRayConfig, digest: str) -> str:
     if cfg.data.tokenized_path:
-        return Path(cfg.data.tokenized_path).expanduser()
+        return storage.resolve(cfg.data.tokenized_path)
     if cfg.training.get("output_dir"):
-        return Path(cfg.training["output_dir"]).expanduser() / "tokenized"
-    return lf_ray_home() / "datasets" / f"{cfg.finetuning.stage}-{digest[:16]}"
+        return storage.join(storage.resolve(cfg.training["output_dir"]), "tokenized")
+    return str(lf_ray_home() / "datasets" / f"{cfg.finetuning.stage}-{digest[:16]}")
 
 
 def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessResult:
@@ -275,7 +311,7 @@ def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessRe
         (DATASET_EVAL_DIR, splits.eval, processor_kind(stage, predict=predict)),
     ]
     split_stats = {}
-    with atomic_directory(plan.path) as tmp:
+    with committed(plan.path) as tmp:
         for split_name, table, kind in jobs:
             if table is None:
                 continue
@@ -325,27 +361,28 @@ def _manifest(plan, spec, splits, split_stats, timings) -> dict[str, Any]:
     tokens = sum(s["tokens"] for s in split_stats.values())
     # the step's own work; loading the tokenizer (a one-off model build for builtin models) is reported apart
     seconds = timings["read_convert_s"] + timings["tokenize_s"] + timings["pack_write_s"]
-    return {
-        "kind": "tokenized_dataset",
-        "status": "complete",
-        "fingerprint": plan.fingerprint,
-        "lf_ray_version": __version__,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "template": spec.template or "derived from the tokenizer's chat_template",
-        "model": spec.model_path,
-        "sources": [vars(source) for source in splits.sources],
-        "splits": split_stats,
+    metrics = {
         "rows_in": rows_in,
         "rows_out": sum(s["rows_out"] for s in split_stats.values()),
         "tokens": tokens,  # real (non-padding) tokens
         "truncated": sum(s["truncated"] for s in split_stats.values()),
         "dropped": sum(s["dropped"] for s in split_stats.values()),
-        "actors": max(s["actors"] for s in split_stats.values()),
-        "timings": {
+    }
+    return build_manifest(
+        "tokenized_dataset",
+        fingerprint=plan.fingerprint,
+        inputs=plan.inputs,
+        outputs={name: storage.join(plan.path, name) for name in split_stats},
+        metrics=metrics,
+        timings={
             **{key: round(value, 3) for key, value in timings.items()},
             "processing_s": round(seconds, 3),
             "rows_per_s": round(rows_in / seconds, 1) if seconds else None,
             "tokens_per_s": round(tokens / seconds, 1) if seconds else None,
         },
-        "inputs": plan.inputs,
-    }
+        template=spec.template or "derived from the tokenizer's chat_template",
+        model=spec.model_path,
+        sources=[vars(source) for source in splits.sources],
+        splits=split_stats,
+        actors=max(s["actors"] for s in split_stats.values()),
+    )

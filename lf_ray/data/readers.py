@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lf_ray.data.registry import DatasetAttr, resolve_dataset_dir
+from lf_ray import storage
+from lf_ray.data.registry import DatasetAttr, dataset_location
 from lf_ray.errors import DataError
 
 FILE_TYPES = {
@@ -27,12 +28,13 @@ Row = dict[str, Any]
 def read_rows(attr: DatasetAttr, dataset_dir: str) -> list[Row]:
     if attr.load_from != "file":
         return _read_hub(attr)
-    path = resolve_dataset_dir(dataset_dir) / attr.dataset_name
-    if not path.exists():
+    location = dataset_location(attr, dataset_dir)
+    if not storage.exists(location):
         raise DataError(
-            f"dataset `{attr.name}`: file {path} does not exist; fix `file_name` in dataset_info.json "
+            f"dataset `{attr.name}`: file {location} does not exist; fix `file_name` in dataset_info.json "
             f"or `dataset_dir` (now `{dataset_dir}`)"
         )
+    path = storage.localize(location)  # an object store's files: downloaded once per node
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
     rows: list[Row] = []
     for file in files:

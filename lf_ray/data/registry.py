@@ -5,15 +5,17 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
+from lf_ray import storage
 from lf_ray.constants import BUILTIN_DATASET_DIR, DEMO_DATA_DIR
 from lf_ray.errors import DataError
 
 INFO_FILE = "dataset_info.json"
 Formatting = Literal["alpaca", "sharegpt", "openai"]
 _SOURCE_KEYS = {"hf_hub_url": "hf_hub", "ms_hub_url": "ms_hub", "om_hub_url": "om_hub", "script_url": "script"}
+_FILE_KEYS = ("cloud_file_name", "file_name")
+"""LLaMA-Factory's `cloud_file_name` (an s3:// or gs:// URI) and `file_name` (a path under dataset_dir, or a URI)."""
 
 
 @dataclass
@@ -22,7 +24,7 @@ class DatasetAttr:
 
     name: str
     load_from: Literal["file", "hf_hub", "ms_hub", "om_hub", "script"] = "file"
-    dataset_name: str = ""  # file name, hub id or script path
+    dataset_name: str = ""  # file name (or URI), hub id or script path
     formatting: Formatting = "alpaca"
     ranking: bool = False
     subset: str | None = None
@@ -66,24 +68,31 @@ _COLUMN_KEYS = {
     "prompt", "query", "response", "history", "messages",
 }  # fmt: skip
 _TAG_KEYS = {"role_tag", "content_tag", "user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag"}
-_ENTRY_KEYS = {*_SOURCE_KEYS, "file_name", "formatting", "ranking", "subset", "split", "folder", "num_samples"}
+_ENTRY_KEYS = {*_SOURCE_KEYS, *_FILE_KEYS, "formatting", "ranking", "subset", "split", "folder", "num_samples"}
 _ENTRY_KEYS |= {"columns", "tags"}
 
 
-def resolve_dataset_dir(dataset_dir: str) -> Path:
-    """`builtin` means the demo datasets shipped with lf-ray; anything else is a directory path."""
-    return DEMO_DATA_DIR if dataset_dir == BUILTIN_DATASET_DIR else Path(dataset_dir).expanduser()
+def resolve_dataset_dir(dataset_dir: str) -> str:
+    """`builtin` means the demo datasets shipped with lf-ray; anything else is a directory path or a URI."""
+    return str(DEMO_DATA_DIR) if dataset_dir == BUILTIN_DATASET_DIR else storage.resolve(dataset_dir)
+
+
+def dataset_location(attr: DatasetAttr, dataset_dir: str) -> str:
+    """Where a file dataset lives: its own URI, or its `file_name` under `dataset_dir`."""
+    if storage.is_uri(attr.dataset_name):
+        return attr.dataset_name
+    return storage.join(resolve_dataset_dir(dataset_dir), attr.dataset_name)
 
 
 def load_dataset_info(dataset_dir: str) -> dict[str, Any]:
-    info_path = resolve_dataset_dir(dataset_dir) / INFO_FILE
-    if not info_path.is_file():
+    info_path = storage.join(resolve_dataset_dir(dataset_dir), INFO_FILE)
+    if not storage.is_file(info_path):
         raise DataError(
             f"no {INFO_FILE} in dataset_dir `{dataset_dir}` (looked for {info_path}); point `dataset_dir` at the "
             f"folder holding your {INFO_FILE}, or use `dataset_dir: builtin` for the shipped demo datasets"
         )
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
+        info = json.loads(storage.read_text(info_path))
     except json.JSONDecodeError as err:
         raise DataError(f"{info_path} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})") from None
     if not isinstance(info, dict):
@@ -99,7 +108,7 @@ def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:
             close = difflib.get_close_matches(name, info, n=1)
             hint = f"; did you mean `{close[0]}`?" if close else ""
             raise DataError(
-                f"dataset `{name}` is not in {resolve_dataset_dir(dataset_dir) / INFO_FILE}{hint} "
+                f"dataset `{name}` is not in {storage.join(resolve_dataset_dir(dataset_dir), INFO_FILE)}{hint} "
                 f"(it has: {', '.join(sorted(info))}); add an entry for it or fix the `dataset` key"
             )
         attrs.append(parse_entry(name, info[name], dataset_dir))
@@ -112,13 +121,7 @@ def parse_entry(name: str, entry: dict[str, Any], dataset_dir: str = "") -> Data
         raise DataError(f"{where} must be an object with `file_name` (or `hf_hub_url`), got {entry!r}")
     _reject_unknown(entry, _ENTRY_KEYS, where)
     attr = DatasetAttr(name=name)
-    source = next((key for key in _SOURCE_KEYS if key in entry), None)
-    if source:
-        attr.load_from, attr.dataset_name = _SOURCE_KEYS[source], entry[source]  # type: ignore[assignment]
-    elif "file_name" in entry:
-        attr.dataset_name = entry["file_name"]
-    else:
-        raise DataError(f"{where} names no data: add `file_name` (a file or folder under dataset_dir) or `hf_hub_url`")
+    attr.load_from, attr.dataset_name = _data_source(entry, where)  # type: ignore[assignment]
     for key in ("formatting", "ranking", "subset", "split", "folder", "num_samples"):
         if key in entry:
             setattr(attr, key, entry[key])
@@ -138,6 +141,28 @@ def parse_entry(name: str, entry: dict[str, Any], dataset_dir: str = "") -> Data
                 setattr(attr, key, entry[group].get(key))
     attr.explicit_columns = tuple(entry.get("columns", {}))
     return attr
+
+
+def _data_source(entry: dict[str, Any], where: str) -> tuple[str, str]:
+    """(load_from, dataset_name) of an entry: a hub / script source, else a file (a path or a URI)."""
+    source = next((key for key in _SOURCE_KEYS if key in entry), None)
+    if source:
+        return _SOURCE_KEYS[source], entry[source]
+    file_key = next((key for key in _FILE_KEYS if key in entry), None)
+    if file_key is None:
+        raise DataError(
+            f"{where} names no data: add `file_name` (a file or folder under dataset_dir, or a URI), "
+            "`cloud_file_name` (an s3:// or gs:// URI) or `hf_hub_url`"
+        )
+    name = entry[file_key]
+    if storage.is_uri(name):
+        storage.resolve(name)  # an unknown scheme fails here, naming the URI
+    elif file_key == "cloud_file_name":
+        raise DataError(
+            f"{where}: `cloud_file_name: {name}` is not a URI; give s3://bucket/path or gs://bucket/path, "
+            "or use `file_name` for a file under dataset_dir"
+        )
+    return "file", name
 
 
 def _reject_unknown(mapping: dict[str, Any], allowed: set[str], where: str) -> None:

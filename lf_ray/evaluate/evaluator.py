@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lf_ray import __version__
-from lf_ray.artifacts import write_json, write_text
+from lf_ray import storage
+from lf_ray.artifacts import build_manifest, publish, write_json, write_text
 from lf_ray.constants import BUILTIN_DATASET_DIR, DATASET_EVAL_DIR, EVAL_TASKS_DIR, MANIFEST_NAME
 from lf_ray.errors import ConfigError
+from lf_ray.stages import STAGES
 
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
@@ -34,12 +35,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "generated_predictions.jsonl"
-LOSS_STAGES = ("pt", "sft")
 
 
 @dataclass(frozen=True)
 class EvalPlan:
-    results_dir: Path
+    results_dir: str  # a local path or a URI
     loss: bool  # on the eval split
     predict: bool  # generate and score
     task: Path | None  # the multiple-choice task folder
@@ -47,9 +47,9 @@ class EvalPlan:
 
 @dataclass(frozen=True)
 class EvalResult:
-    results_dir: Path
+    results_dir: str
     metrics: dict[str, Any]
-    predictions: Path | None
+    predictions: str | None
 
 
 def task_path(cfg: LfRayConfig) -> Path | None:
@@ -59,7 +59,7 @@ def task_path(cfg: LfRayConfig) -> Path | None:
     return root / cfg.eval.task
 
 
-def plan_eval(cfg: LfRayConfig, *, eval_split: Path | None = None) -> EvalPlan:
+def plan_eval(cfg: LfRayConfig, *, eval_split: str | None = None) -> EvalPlan:
     """What `run_eval` will do, or a ConfigError saying what is missing; reads no model."""
     results = cfg.eval.save_dir or cfg.training.get("output_dir")
     if not results:
@@ -82,14 +82,14 @@ def plan_eval(cfg: LfRayConfig, *, eval_split: Path | None = None) -> EvalPlan:
             "`compare_base_model: true` compares the model with and without its adapters, but "
             "`adapter_name_or_path` is not set. Fix: set adapter_name_or_path, or drop compare_base_model."
         )
-    loss = cfg.finetuning.stage in LOSS_STAGES and (eval_split is not None or has_eval_rows)
+    loss = STAGES[cfg.finetuning.stage].eval_loss and (eval_split is not None or has_eval_rows)
     if not (loss or predict or task):
         raise ConfigError(
             "nothing to evaluate: set `eval_dataset` (or `val_size` with `dataset`) for loss and perplexity, "
             "`predict_with_generate: true` with `eval_dataset` for generation metrics, or `task` for a "
             "multiple-choice benchmark"
         )
-    return EvalPlan(results_dir=Path(results).expanduser(), loss=loss, predict=predict, task=task)
+    return EvalPlan(results_dir=storage.resolve(results), loss=loss, predict=predict, task=task)
 
 
 def _derived_config(cfg: LfRayConfig, **changes: Any) -> LfRayConfig:
@@ -101,7 +101,7 @@ def _derived_config(cfg: LfRayConfig, **changes: Any) -> LfRayConfig:
     return build_config({key: value for key, value in values.items() if value is not None}, source=cfg.source)
 
 
-def _eval_split(cfg: LfRayConfig, *, predict: bool, work_dir: Path | None = None) -> Path:
+def _eval_split(cfg: LfRayConfig, *, predict: bool, work_dir: str | None = None) -> Path:
     """The tokenized eval rows (prompts only when `predict`), preprocessed or reused by fingerprint, into
     `work_dir` when given (a pipeline's artifact, on storage every node reads), else lf-ray's cache."""
     from lf_ray.data.preprocess import run_preprocess
@@ -112,8 +112,8 @@ def _eval_split(cfg: LfRayConfig, *, predict: bool, work_dir: Path | None = None
         changes.update(dataset=None, val_size=0.0)
     derived = _derived_config(cfg, **changes)
     if work_dir is not None:
-        derived.data.tokenized_path = str(work_dir / ("tokenized_prompts" if predict else "tokenized_rows"))
-    return run_preprocess(derived).path / DATASET_EVAL_DIR
+        derived.data.tokenized_path = storage.join(work_dir, "tokenized_prompts" if predict else "tokenized_rows")
+    return storage.localize(storage.join(run_preprocess(derived).path, DATASET_EVAL_DIR))
 
 
 def _predict(cfg: LfRayConfig, split: Path, results: Path) -> tuple[dict[str, Any], Path]:
@@ -164,15 +164,18 @@ def _choice_task(cfg: LfRayConfig, task: Path, results: Path) -> dict[str, Any]:
     return {"choice_accuracy": scores["average"], **{f"choice_{k}": v for k, v in scores["per_subject"].items()}}
 
 
-def run_eval(cfg: LfRayConfig, *, eval_split: Path | None = None, work_dir: Path | None = None) -> EvalResult:
+def run_eval(cfg: LfRayConfig, *, eval_split: str | None = None, work_dir: str | None = None) -> EvalResult:
     """Evaluate the config's model (base + `adapter_name_or_path`) and write the results folder.
 
-    `eval_split`: tokenized rows to score instead of the config's eval data; `work_dir`: where the eval data
-    is tokenized (default: lf-ray's cache)."""
+    `eval_split`: tokenized rows (a path or URI) to score instead of the config's eval data; `work_dir`: where the
+    eval data is tokenized (default: lf-ray's cache). The results folder may be a URI: the files are written
+    locally and uploaded, the manifest last. It may also be the training's output_dir, so nothing else in it is
+    removed."""
     plan = plan_eval(cfg, eval_split=eval_split)
-    results = plan.results_dir
+    remote = storage.is_uri(plan.results_dir)
+    results = storage.local_mirror(plan.results_dir) if remote else Path(plan.results_dir)
     results.mkdir(parents=True, exist_ok=True)
-    (results / MANIFEST_NAME).unlink(missing_ok=True)  # the folder is unfinished until the new manifest lands
+    storage.delete(storage.join(plan.results_dir, MANIFEST_NAME))  # unfinished until the new manifest lands
     metrics: dict[str, Any] = {}
     timings: dict[str, float] = {}
     predictions = None
@@ -180,7 +183,7 @@ def run_eval(cfg: LfRayConfig, *, eval_split: Path | None = None, work_dir: Path
         started = time.perf_counter()
         from lf_ray.evaluate.batch_inference import score_split
 
-        split = eval_split if eval_split is not None else _eval_split(cfg, predict=False, work_dir=work_dir)
+        split = storage.localize(eval_split) if eval_split else _eval_split(cfg, predict=False, work_dir=work_dir)
         metrics.update(score_split(cfg, split))
         write_json(results / "eval_results.json", dict(metrics))
         timings["loss_s"] = round(time.perf_counter() - started, 3)
@@ -196,20 +199,20 @@ def run_eval(cfg: LfRayConfig, *, eval_split: Path | None = None, work_dir: Path
         timings["task_s"] = round(time.perf_counter() - started, 3)
     write_json(results / "all_results.json", metrics)
     write_json(results / MANIFEST_NAME, _manifest(cfg, metrics, timings))
+    if remote:
+        publish(results, plan.results_dir, replace=False)
     logger.info("Evaluated %s: %s", cfg.model.model_name_or_path, metrics)
-    return EvalResult(results_dir=results, metrics=metrics, predictions=predictions)
+    shown = storage.join(plan.results_dir, PREDICTIONS_FILE) if predictions else None
+    return EvalResult(results_dir=plan.results_dir, metrics=metrics, predictions=shown)
 
 
 def _manifest(cfg: LfRayConfig, metrics: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
-    return {
-        "kind": "evaluation",
-        "status": "complete",
-        "lf_ray_version": __version__,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": cfg.model.model_name_or_path,
-        "adapters": list(cfg.model.adapter_name_or_path or []),
-        "eval_dataset": list(cfg.data.eval_dataset or []),
-        "task": cfg.eval.task,
-        "metrics": metrics,
-        "timings": timings,
-    }
+    return build_manifest(
+        "evaluation",
+        metrics=metrics,
+        timings=timings,
+        model=cfg.model.model_name_or_path,
+        adapters=list(cfg.model.adapter_name_or_path or []),
+        eval_dataset=list(cfg.data.eval_dataset or []),
+        task=cfg.eval.task,
+    )

@@ -15,14 +15,13 @@ Not supported (refused with ConfigError): quantized export (`export_quantization
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lf_ray import __version__
-from lf_ray.artifacts import atomic_directory, write_json
-from lf_ray.constants import MANIFEST_NAME
+from lf_ray import storage
+from lf_ray.artifacts import build_manifest, committed, write_json
+from lf_ray.constants import BUILTIN_PREFIX, MANIFEST_NAME
 from lf_ray.errors import ConfigError, TemplateError
 from lf_ray.export.chat_template import jinja_chat_template, ollama_modelfile
 
@@ -41,7 +40,7 @@ _SHARD_SUFFIXES = (".safetensors", ".bin")
 
 @dataclass(frozen=True)
 class ExportResult:
-    export_dir: Path
+    export_dir: str  # a local path or a URI
     files: list[str]  # every file of the folder, sorted
     shards: list[str]  # the weight files
     merged: bool  # whether LoRA adapters were merged into the base
@@ -77,11 +76,11 @@ def check_export_config(cfg: LfRayConfig) -> None:
 
 def _check_not_a_source(cfg: LfRayConfig) -> None:
     """Replacing the folder we read from would destroy the input if the export were interrupted."""
-    target = Path(cfg.model.export_dir).expanduser().resolve()
+    target = storage.resolve(cfg.model.export_dir).rstrip("/")
     for key, value in [("model_name_or_path", cfg.model.model_name_or_path)] + [
         ("adapter_name_or_path", path) for path in cfg.model.adapter_name_or_path or []
     ]:
-        if Path(value).expanduser().resolve() == target:
+        if not value.startswith(BUILTIN_PREFIX) and storage.resolve(value).rstrip("/") == target:
             raise ConfigError(
                 f"`export_dir: {cfg.model.export_dir}` is the `{key}` folder, which export would overwrite. "
                 "Fix: export into a new folder."
@@ -158,19 +157,16 @@ def _save_modelfile(template: Template, tokenizer: PreTrainedTokenizerBase, dire
 
 
 def _manifest(cfg: LfRayConfig, template: Template, dtype: torch.dtype, shards: list[str], **flags: Any) -> dict:
-    return {
-        "kind": "merged_model",
-        "status": "complete",
-        "lf_ray_version": __version__,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "base_model": cfg.model.model_name_or_path,
-        "adapters": list(cfg.model.adapter_name_or_path or []),
-        "finetuning_type": cfg.finetuning.finetuning_type,
-        "dtype": str(dtype).removeprefix("torch."),
-        "template": template.name,
-        "shards": shards,
+    return build_manifest(
+        "merged_model",
+        base_model=cfg.model.model_name_or_path,
+        adapters=list(cfg.model.adapter_name_or_path or []),
+        finetuning_type=cfg.finetuning.finetuning_type,
+        dtype=str(dtype).removeprefix("torch."),
+        template=template.name,
+        shards=shards,
         **flags,
-    }
+    )
 
 
 def run_export(cfg: LfRayConfig) -> ExportResult:
@@ -183,9 +179,9 @@ def run_export(cfg: LfRayConfig) -> ExportResult:
     dtype = export_dtype(cfg)
     model = model.to(dtype)
     _set_generation_config(model, template, tokenizer)
-    export_dir = Path(cfg.model.export_dir).expanduser()
+    export_dir = storage.resolve(cfg.model.export_dir)
     merged = bool(cfg.model.adapter_name_or_path)
-    with atomic_directory(export_dir) as tmp:
+    with committed(export_dir) as tmp:
         shards = save_model_weights(model, tmp, max_shard_size=f"{cfg.model.export_size}GB")
         chat_template = _save_tokenizer(tokenizer, template, tmp)
         modelfile = _save_modelfile(template, tokenizer, tmp)
@@ -193,8 +189,8 @@ def run_export(cfg: LfRayConfig) -> ExportResult:
             cfg, template, dtype, shards, merged=merged, chat_template=chat_template, modelfile=modelfile
         )
         write_json(tmp / MANIFEST_NAME, manifest)
+        files = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file())
     logger.info(
         "Exported %s (%s, %d weight file(s)) to %s", cfg.model.model_name_or_path, dtype, len(shards), export_dir
     )
-    files = sorted(str(p.relative_to(export_dir)) for p in export_dir.rglob("*") if p.is_file())
     return ExportResult(export_dir=export_dir, files=files, shards=shards, merged=merged)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lf_ray.errors import ConfigError, ModelError
-from lf_ray.model.loader import looks_like_path
+from lf_ray.model.loader import looks_like_path, resolve_adapter_path
 
 if TYPE_CHECKING:
     import torch
@@ -250,8 +250,8 @@ def _lora_config(model: PreTrainedModel, cfg: LfRayConfig) -> Any:
 
 
 def _check_adapter_path(path: str, subfolder: str | None) -> None:
-    """A local adapter folder must hold a readable adapter_config.json; a hub id is left to PEFT."""
-    folder = Path(path).expanduser() / (subfolder or "")
+    """A local adapter folder (or one at a URI) must hold a readable adapter_config.json; a hub id is left to PEFT."""
+    folder = Path(resolve_adapter_path(path)).expanduser() / (subfolder or "")
     if folder.is_dir():
         config_file = folder / "adapter_config.json"
         if not config_file.is_file():
@@ -279,7 +279,7 @@ def _load_adapter(model: Any, path: str, cfg: LfRayConfig, *, is_trainable: bool
 
     kwargs = {"subfolder": cfg.model.adapter_folder} if cfg.model.adapter_folder else {}
     try:
-        return PeftModel.from_pretrained(model, path, is_trainable=is_trainable, **kwargs)
+        return PeftModel.from_pretrained(model, resolve_adapter_path(path), is_trainable=is_trainable, **kwargs)
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise ModelError(
             f"Cannot load the adapter {path!r} onto {type(model).__name__} ({cfg.model.model_name_or_path}): {err} "

@@ -1,7 +1,8 @@
 """Turn `model_name_or_path` into something `from_pretrained` can open, and open the tokenizer.
 
 torch and transformers are imported inside the functions: importing this module stays cheap for the CLI.
-lf-ray never downloads a model itself; a hub id is passed through to transformers untouched.
+A URI (`s3://...`, `gs://...`) is downloaded once per node into lf-ray's storage cache and loaded from there;
+a hub id is passed through to transformers untouched.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lf_ray import storage
 from lf_ray.constants import BUILTIN_PREFIX
 from lf_ray.errors import ModelError
 from lf_ray.model.builtin import BUILTIN_MODELS, builtin_name, materialize_builtin, read_marker
@@ -25,9 +27,12 @@ def looks_like_path(name_or_path: str) -> bool:
 
 
 def resolve_model_path(name_or_path: str) -> str:
-    """`builtin:NAME` -> its built cache folder; a local folder -> itself; a hub id -> unchanged."""
+    """`builtin:NAME` -> its built cache folder; a URI -> its node-local copy; a local folder -> itself; a hub id
+    -> unchanged."""
     if name_or_path.startswith(BUILTIN_PREFIX):
         return str(materialize_builtin(name_or_path))
+    if storage.is_uri(name_or_path):
+        return str(storage.localize(name_or_path))
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return str(path)
@@ -43,6 +48,11 @@ def resolve_model_path(name_or_path: str) -> str:
             f"(available: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)})."
         )
     return name_or_path
+
+
+def resolve_adapter_path(path: str) -> str:
+    """An adapter at a URI -> its node-local copy; a local path or hub id -> unchanged."""
+    return str(storage.localize(path)) if storage.is_uri(path) else path
 
 
 def default_template_for(model_name_or_path: str) -> str | None:

@@ -2,7 +2,8 @@
 
 Independent steps run at the same time (eval and export after train); each task holds the resources its step
 declares (none by default for steps that start their own Ray Data / Train work, so they cannot starve it).
-A step's console output goes to `<artifact>/step.log` and, prefixed with the step id, to the driver's console.
+A step's console output goes to `<artifact>/step.log` (on an object store: uploaded when the step ends) and,
+prefixed with the step id, to the driver's console.
 A step's artifact counts as finished only once its `manifest.json` is written, last and atomically; a re-run
 after a crash or a kill therefore starts at the first unfinished step, and a train step resumes from its last
 Ray Train checkpoint (its run keeps its name in the pipeline's `ray_train` folder).
@@ -19,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lf_ray import __version__
-from lf_ray.artifacts import write_json
-from lf_ray.constants import MANIFEST_NAME
+from lf_ray import storage
+from lf_ray.artifacts import build_manifest, now, write_manifest
+from lf_ray.console import STEP_TASK_PREFIX
 from lf_ray.pipeline.plan import PipelinePlan, StepPlan
-from lf_ray.pipeline.store import RunRecord, now
+from lf_ray.pipeline.store import RunRecord
 
 STEP_LOG = "step.log"
 _RAY_TQDM_TOKEN = "__ray_tqdm_magic_token__"
@@ -65,7 +66,10 @@ class _PrefixedTee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def step_output(log_path: Path, step_id: str) -> Iterator[None]:
+def step_output(artifact: str, step_id: str) -> Iterator[None]:
+    """Tee the step's prints into `<artifact>/step.log` (kept locally while it runs when the artifact is a URI)."""
+    remote = storage.is_uri(artifact)
+    log_path = (storage.local_mirror(artifact) if remote else Path(artifact)) / STEP_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", encoding="utf-8") as log:
         out, err = sys.stdout, sys.stderr
@@ -75,44 +79,41 @@ def step_output(log_path: Path, step_id: str) -> Iterator[None]:
             yield
         finally:
             sys.stdout, sys.stderr = out, err
+    if remote:
+        storage.write_bytes(storage.join(artifact, STEP_LOG), log_path.read_bytes())
 
 
-def execute_step(step: StepPlan, run_id: str, mlflow_run_id: str | None, *upstream: dict[str, Any]) -> dict:
-    """The body of a step's Ray task: run it, then write its manifest (the artifact's completion mark)."""
+def execute_step(
+    step: StepPlan, inputs: dict[str, StepPlan], run_id: str, mlflow_run_id: str | None, *upstream
+) -> dict:
+    """The body of a step's Ray task: run it, then write its manifest (the artifact's commit)."""
     import ray.data
 
     from lf_ray.config import build_config
-    from lf_ray.pipeline.steps import STEP_RUNNERS, StepContext
+    from lf_ray.pipeline.steps import STEPS, StepContext
 
     del upstream  # only awaited: Ray starts this task once every input step has finished
     # Progress bars of steps running side by side would garble the console; each step prints its own lines.
     ray.data.DataContext.get_current().enable_progress_bars = False
     started_at, started = now(), time.perf_counter()
-    step.artifact_dir.mkdir(parents=True, exist_ok=True)
-    with step_output(step.artifact_dir / STEP_LOG, step.id):
-        print(f"step {step.id} ({step.uses}) started, artifact {step.artifact_dir}", flush=True)
+    with step_output(step.artifact, step.id):
+        print(f"step {step.id} ({step.uses}) started, artifact {step.artifact}", flush=True)
         cfg = build_config(step.config, source=f"step `{step.id}`")
-        context = StepContext(step.id, step.artifact_dir, step.input_outputs, mlflow_run_id)
-        result = STEP_RUNNERS[step.uses](cfg, context)
+        result = STEPS[step.uses].run(cfg, StepContext(step.id, step.artifact, inputs, mlflow_run_id))
         seconds = round(time.perf_counter() - started, 3)
         print(f"step {step.id} finished in {seconds} s", flush=True)
-    outputs = {**step.outputs, **{k: v for k, v in result.outputs.items() if v is not None}}
-    manifest = {
-        "step": step.id,
-        "uses": step.uses,
-        "status": "complete",
-        "fingerprint": step.fingerprint,
-        "inputs": step.input_fingerprints,
-        "outputs": outputs,
-        "metrics": result.metrics,
-        "started_at": started_at,
-        "finished_at": now(),
-        "duration_s": seconds,
-        "run_id": run_id,
-        "lf_ray_version": __version__,
-        "config": step.config,
-    }
-    write_json(step.artifact_dir / MANIFEST_NAME, manifest)
+    manifest = build_manifest(
+        step.uses,
+        fingerprint=step.fingerprint,
+        inputs=step.input_fingerprints,
+        outputs={**step.outputs, **{k: v for k, v in result.outputs.items() if v is not None}},
+        metrics=result.metrics,
+        timings={"started_at": started_at, "finished_at": now(), "duration_s": seconds},
+        step=step.id,
+        run_id=run_id,
+        config=step.config,
+    )
+    write_manifest(step.artifact, manifest)
     return manifest
 
 
@@ -149,22 +150,17 @@ def run_pipeline(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> 
     refs: dict[str, Any] = {}
     for step in plan.steps.values():
         child = lineage.start_step(
-            step.id,
-            step.uses,
-            step.fingerprint,
-            str(step.artifact_dir),
-            step.config,
-            cached=step.cached and not step.forced,
+            step.id, step.uses, step.fingerprint, step.artifact, step.config, cached=step.cached and not step.forced
         )
         if step.cached and not step.forced:
             metrics = (step.manifest or {}).get("metrics", {})
             lineage.finish_step(child, status="FINISHED", metrics=metrics, outputs=step.outputs)
             record.update_step(step.id, status="cached", metrics=metrics, duration_s=0.0)
-            echo(f"[pipeline] {step.id}: cached ({step.artifact_dir})")
+            echo(f"[pipeline] {step.id}: cached ({step.artifact})")
             continue
         options = _task_options(plan, step)
         upstream = [refs[need] for need in step.needs if need in refs]
-        refs[step.id] = remote.options(**options).remote(step, record.run_id, child, *upstream)
+        refs[step.id] = remote.options(**options).remote(step, plan.inputs_of(step), record.run_id, child, *upstream)
         pending[refs[step.id]] = (step, child)
         record.update_step(step.id, status="submitted")
     status = _collect(pending, plan, record, lineage, echo)
@@ -175,7 +171,7 @@ def run_pipeline(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> 
 
 def _task_options(plan: PipelinePlan, step: StepPlan) -> dict[str, Any]:
     resources = dict(step.resources)
-    options: dict[str, Any] = {"name": f"{plan.spec.name}.{step.id}", "max_retries": 0}
+    options: dict[str, Any] = {"name": f"{STEP_TASK_PREFIX}{plan.spec.name}.{step.id}", "max_retries": 0}
     options["num_cpus"] = resources.pop("CPU", 0)
     options["num_gpus"] = resources.pop("GPU", 0)
     if "memory" in resources:
@@ -214,17 +210,10 @@ def _collect(pending: dict, plan: PipelinePlan, record: RunRecord, lineage: Any,
             failed.setdefault(step.id, "skipped")
             lineage.finish_step(child, status="FAILED")
             continue
-        record.update_step(
-            step.id,
-            status="complete",
-            metrics=manifest["metrics"],
-            outputs=manifest["outputs"],
-            started_at=manifest["started_at"],
-            finished_at=manifest["finished_at"],
-            duration_s=manifest["duration_s"],
-        )
+        record.update_step(step.id, status="complete", metrics=manifest["metrics"], outputs=manifest["outputs"],
+                           **manifest["timings"])  # fmt: skip
         lineage.finish_step(child, status="FINISHED", metrics=manifest["metrics"], outputs=manifest["outputs"])
-        echo(f"[pipeline] {step.id}: complete in {manifest['duration_s']} s ({step.artifact_dir})")
+        echo(f"[pipeline] {step.id}: complete in {manifest['timings']['duration_s']} s ({step.artifact})")
     if failed:
         first = next(iter(failed))
         record.data["error"] = f"step `{first}` failed: {failed[first]}"
@@ -238,7 +227,7 @@ def _initial_steps(plan: PipelinePlan) -> dict[str, dict[str, Any]]:
             "uses": step.uses,
             "needs": list(step.needs),
             "fingerprint": step.fingerprint,
-            "artifact_dir": str(step.artifact_dir),
+            "artifact_dir": step.artifact,
             "status": "pending",
             "outputs": step.outputs,
         }

@@ -1,13 +1,13 @@
 """Plan a pipeline run: each step's whole config, fingerprint, artifact folder and whether it is cached. No Ray.
 
-A step's config is layered, later layers winning: the pipeline's `defaults` < what its inputs hand it (a train
-step gets its preprocess step's data keys and dataset; eval / export / serve get the trained model's location
-and template) < its own `with` < the folders the pipeline assigns (output_dir, tokenized_path, export_dir,
-save_dir). The layered config passes the same rules as the step's CLI command.
+A step's config is layered, later layers winning: the pipeline's `defaults` < what its inputs hand it (each step
+kind's `handoff`: a train step gets its preprocess step's data keys and dataset; eval / export / serve get the
+trained model's location and template) < its own `with` < the folders the pipeline assigns (output_dir,
+tokenized_path, export_dir, save_dir). The layered config passes the same rules and checks as the step's command.
 
 The fingerprint hashes the config, the inputs' fingerprints, the data files' contents and lf-ray's version;
-the artifact folder is `<storage_path>/<name>/steps/<step id>/<fingerprint[:12]>`, so a finished folder with the
-same fingerprint is reused and a changed step (and everything after it) gets a new folder.
+the artifact folder is `<storage_path>/<name>/steps/<step id>/<fingerprint[:12]>` (a local path or a URI), so a
+committed artifact with the same fingerprint is reused and a changed step (and everything after it) gets a new one.
 """
 
 from __future__ import annotations
@@ -15,36 +15,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from lf_ray import __version__
-from lf_ray.artifacts import fingerprint, read_manifest
-from lf_ray.constants import DATASET_EVAL_DIR
+from lf_ray import __version__, storage
+from lf_ray.artifacts import fingerprint, is_complete, read_manifest
 from lf_ray.errors import ConfigError
-from lf_ray.pipeline.spec import MODEL_STEPS, PipelineSpec, StepSpec
+from lf_ray.pipeline.spec import PipelineSpec, StepSpec
+from lf_ray.pipeline.steps import STEPS
 
 STEPS_DIR = "steps"
-TUNE_BEST_DIR = "best"
 RAY_TRAIN_DIR = "ray_train"
-OUTPUT_SUBDIR = {"preprocess": "dataset", "train": "model", "tune": "model", "eval": "results", "export": "model"}
-MANAGED_KEYS = {
-    "preprocess": ("tokenized_path",),
-    "train": ("output_dir",),
-    "tune": ("output_dir",),
-    "eval": ("save_dir",),
-    "export": ("export_dir",),
-    "serve": (),
-}
-"""Keys the pipeline sets to the step's artifact folder; a spec that sets them is refused."""
-
-RENDER_KEYS = ("template", "default_system", "tool_format", "enable_thinking", "cutoff_len", "dataset_dir")
-"""Keys a model's consumers (eval, export, serve) inherit from the step that trained it: prompts are rendered
-exactly as in training."""
-
-DEFAULT_STEP_CPUS = {"preprocess": 0, "train": 0, "tune": 0, "eval": 0, "export": 1, "serve": 0}
-"""A step that launches its own Ray work (Ray Data, Train, Tune, Serve) holds no CPU itself, or it could starve
-the workers it starts on a small cluster; export computes in its own task."""
 
 _REFERENCE = re.compile(r"\$\{steps\.([A-Za-z][\w-]*)\.outputs\.(\w+)\}")
 
@@ -55,11 +35,11 @@ class StepPlan:
     uses: str
     needs: tuple[str, ...]
     config: dict[str, Any]  # the layered config's non-default keys: what the step runs with
+    own_config: dict[str, Any]  # its `with` (references resolved, the stage it inherits): what it hands on
     fingerprint: str
-    artifact_dir: Path
-    outputs: dict[str, Any]  # artifact name -> path (or list of paths), known before the step runs
+    artifact: str  # a local path or a URI
+    outputs: dict[str, Any]  # artifact name -> path or URI (or a list of them), known before the step runs
     resources: dict[str, float]
-    input_outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # need id -> its outputs
     input_fingerprints: dict[str, str] = field(default_factory=dict)
     cached: bool = False
     forced: bool = False  # re-run although cached (--from / --only)
@@ -69,22 +49,20 @@ class StepPlan:
 @dataclass
 class PipelinePlan:
     spec: PipelineSpec
-    root: Path  # <storage_path>/<name>
+    root: str  # <storage_path>/<name>: a local path or a URI
     steps: dict[str, StepPlan]  # in execution order
 
     @property
     def to_run(self) -> list[StepPlan]:
         return [step for step in self.steps.values() if step.forced or not step.cached]
 
+    def inputs_of(self, step: StepPlan) -> dict[str, StepPlan]:
+        return {need: self.steps[need] for need in step.needs}
 
-def pipeline_root(spec: PipelineSpec) -> Path:
-    if "://" in spec.storage_path:
-        raise ConfigError(
-            f"{spec.where}: `storage_path: {spec.storage_path}` is a URI, but pipeline artifacts are folders that "
-            "every step reads directly. Fix: use a local or NFS path shared by the cluster's nodes, and keep "
-            "training checkpoints on object storage with `ray_storage_path: s3://...` in `defaults`."
-        )
-    return Path(spec.storage_path).expanduser().resolve() / spec.name
+
+def pipeline_root(spec: PipelineSpec) -> str:
+    """`<storage_path>/<name>`: an absolute local (or NFS) path, or a URI such as `s3://bucket/prefix/<name>`."""
+    return storage.join(storage.resolve(spec.storage_path), spec.name)
 
 
 def _resolve_references(value: Any, step: StepSpec, planned: Mapping[str, StepPlan]) -> Any:
@@ -118,128 +96,69 @@ def _inherited_stage(spec: PipelineSpec, step: StepSpec) -> dict[str, Any]:
     stages = {
         consumer.config.get("stage", "sft")
         for consumer in spec.steps
-        if step.id in consumer.needs and consumer.uses in MODEL_STEPS
+        if step.id in consumer.needs and STEPS[consumer.uses].makes_model
     }
     return {"stage": stages.pop()} if len(stages) == 1 else {}
 
 
-def _model_location(producer: StepPlan) -> dict[str, Any]:
-    """What a consumer loads: the base + the adapter chain of a LoRA run, else the trained weights."""
-    layer = {"model_name_or_path": producer.outputs["base_model"], "adapter_name_or_path": producer.outputs["adapters"]}
-    layer["finetuning_type"] = producer.config.get("finetuning_type", "lora")
-    if not layer["adapter_name_or_path"]:
-        layer["adapter_name_or_path"] = None
-    return layer
-
-
-def _input_layers(step: StepSpec, spec: PipelineSpec, planned: Mapping[str, StepPlan]) -> list[tuple[str, dict]]:
+def _input_layers(step: StepSpec, planned: Mapping[str, StepPlan]) -> list[tuple[str, dict]]:
+    consumer = STEPS[step.uses]
     layers = []
     for need in step.needs:
         producer = planned[need]
-        label = f"what step `{need}` hands to `{step.id}`"
-        if producer.uses == "preprocess" and step.uses in MODEL_STEPS:
-            data_keys = {**_inherited_stage(spec, spec.step(need)), **spec.step(need).config}
-            layers.append((label, {**data_keys, "tokenized_path": producer.outputs["dataset"]}))
-        elif producer.uses in MODEL_STEPS:
-            inherited = {k: producer.config[k] for k in RENDER_KEYS if k in producer.config}
-            if step.uses in MODEL_STEPS:  # continue training: keep the stage's data settings out of it
-                inherited = {}
-            layers.append((label, {**inherited, **_model_location(producer)}))
-        elif producer.uses == "export":
-            inherited = {k: producer.config[k] for k in RENDER_KEYS if k in producer.config}
-            location = {"model_name_or_path": producer.outputs["model"], "adapter_name_or_path": None}
-            layers.append((label, {**inherited, **location}))
+        handed = STEPS[producer.uses].handoff(producer, consumer)
+        if handed:
+            layers.append((f"what step `{need}` hands to `{step.id}`", handed))
     return layers
 
 
-def _outputs(step: StepSpec, artifact: Path, config: Mapping[str, Any]) -> dict[str, Any]:
-    main = artifact / OUTPUT_SUBDIR.get(step.uses, "")
-    if step.uses == "preprocess":
-        return {"dataset": str(main)}
-    if step.uses in MODEL_STEPS:
-        if step.uses == "tune":  # the sweep keeps every trial; its best one is the model
-            main = main / TUNE_BEST_DIR
-        adapters: list[str] = []
-        base = str(main)
-        if config.get("finetuning_type", "lora") == "lora":
-            upstream = list(config.get("adapter_name_or_path") or [])
-            kept = upstream if config.get("create_new_adapter") else upstream[:-1]
-            adapters, base = [*kept, str(main)], config["model_name_or_path"]
-        outputs = {"model": str(main), "base_model": base, "adapters": adapters}
-        if config.get("tokenized_path"):
-            outputs["dataset"] = config["tokenized_path"]
-        return outputs
-    if step.uses == "eval":
-        return {"results": str(main), "predictions": str(main / "generated_predictions.jsonl")}
-    if step.uses == "export":
-        return {"model": str(main)}
-    return {"endpoint": str(artifact / "endpoint.json")}
-
-
-def plan_step(step: StepSpec, spec: PipelineSpec, root: Path, planned: Mapping[str, StepPlan]) -> StepPlan:
+def plan_step(step: StepSpec, spec: PipelineSpec, root: str, planned: Mapping[str, StepPlan]) -> StepPlan:
     from lf_ray.config import load_layers, resolve_defaults, validate_config
 
-    own = _resolve_references(step.config, step, planned)
-    for key in MANAGED_KEYS[step.uses]:
+    kind = STEPS[step.uses]
+    own = {**_inherited_stage(spec, step), **_resolve_references(step.config, step, planned)}
+    for key in kind.managed_keys:
         if key in own or key in spec.defaults:
             raise ConfigError(
                 f"step `{step.id}` sets `{key}`, but in a pipeline the step's artifact folder is its {key}; "
-                f"remove `{key}` (the folder is under {root / STEPS_DIR / step.id})"
+                f"remove `{key}` (the folder is under {storage.join(root, STEPS_DIR, step.id)})"
             )
-    layers = [("the pipeline's defaults", dict(spec.defaults)), *_input_layers(step, spec, planned)]
-    layers.append((f"step `{step.id}` `with`", {**_inherited_stage(spec, step), **own}))
-    draft = load_layers(layers, f"step `{step.id}` of {spec.where}")  # the managed folders need the fingerprint
+    where = f"step `{step.id}` of {spec.where}"
+    layers = [("the pipeline's defaults", dict(spec.defaults)), *_input_layers(step, planned)]
+    layers.append((f"step `{step.id}` `with`", own))
+    draft = load_layers(layers, where)  # the managed folders need the fingerprint
     upstream = {need: planned[need].fingerprint for need in step.needs}
     digest = fingerprint(
         {"uses": step.uses, "config": draft.to_dict(non_default_only=True), "inputs": upstream, "lf_ray": __version__}
         | _data_identity(draft)
     )
-    artifact = root / STEPS_DIR / step.id / digest[:12]
-    managed = {key: str(artifact / OUTPUT_SUBDIR[step.uses]) for key in MANAGED_KEYS[step.uses]}
-    if step.uses in MODEL_STEPS and "ray_storage_path" not in own and "ray_storage_path" not in spec.defaults:
-        managed["ray_storage_path"] = str(root / RAY_TRAIN_DIR)
-    cfg = load_layers([*layers, ("the pipeline's folders", managed)], f"step `{step.id}` of {spec.where}")
-    cfg.source = f"step `{step.id}` of {spec.where}"
+    artifact = storage.join(root, STEPS_DIR, step.id, digest[:12])
+    managed = dict.fromkeys(kind.managed_keys, kind.main(artifact))
+    if kind.makes_model and "ray_storage_path" not in own and "ray_storage_path" not in spec.defaults:
+        managed["ray_storage_path"] = storage.join(root, RAY_TRAIN_DIR)
+    cfg = load_layers([*layers, ("the pipeline's folders", managed)], where)
+    cfg.source = where
     cfg = resolve_defaults(cfg)
     validate_config(cfg)
-    _check_step(step.uses, cfg, planned, step.needs)
+    inputs = {need: planned[need] for need in step.needs}
+    kind.check(cfg, inputs)
     config = cfg.to_dict(non_default_only=True)
     manifest = read_manifest(artifact)
-    finished = bool(manifest and manifest.get("status") == "complete" and manifest.get("fingerprint") == digest)
-    cached = finished and step.uses != "serve"  # an endpoint does not outlive its cluster: deploy it every run
-    resources = {"CPU": float(DEFAULT_STEP_CPUS[step.uses]), **(step.resources or {})}
+    cached = kind.cacheable and is_complete(manifest, digest)
     return StepPlan(
         id=step.id,
         uses=step.uses,
         needs=step.needs,
         config=config,
+        own_config=own,
         fingerprint=digest,
-        artifact_dir=artifact,
-        outputs=_outputs(step, artifact, config),
-        resources=resources,
-        input_outputs={need: planned[need].outputs for need in step.needs},
+        artifact=artifact,
+        outputs=kind.outputs(artifact, config),
+        resources={"CPU": kind.default_cpus, **(step.resources or {})},
         input_fingerprints=upstream,
         cached=cached,
         manifest=manifest if cached else None,
     )
-
-
-def _check_step(uses: str, cfg: Any, planned: Mapping[str, StepPlan], needs: tuple[str, ...]) -> None:
-    """The checks the step's own command makes before it loads anything."""
-    if uses in MODEL_STEPS:
-        from lf_ray.train.launcher import check_trainable
-
-        check_trainable(cfg)
-    elif uses == "export":
-        from lf_ray.export.merge import check_export_config
-
-        check_export_config(cfg)
-    elif uses == "eval":
-        from lf_ray.evaluate.evaluator import plan_eval
-
-        datasets = [planned[need].outputs.get("dataset") for need in needs]
-        split = next((Path(path) / DATASET_EVAL_DIR for path in datasets if path), None)
-        plan_eval(cfg, eval_split=split)
 
 
 def _data_identity(cfg: Any) -> dict[str, Any]:
@@ -253,15 +172,7 @@ def _data_identity(cfg: Any) -> dict[str, Any]:
 
 def plan_pipeline(spec: PipelineSpec, *, from_step: str | None = None, only_step: str | None = None) -> PipelinePlan:
     """Every step planned in execution order; `from_step` re-runs it and its descendants, `only_step` it alone."""
-    from lf_ray.pipeline.steps import STEP_RUNNERS
-
     root = pipeline_root(spec)
-    missing = sorted({step.uses for step in spec.steps} - set(STEP_RUNNERS))
-    if missing:
-        raise ConfigError(
-            f"{spec.where} uses step type(s) {', '.join(missing)}, which this lf-ray version cannot run yet; "
-            f"available: {', '.join(STEP_RUNNERS)}"
-        )
     planned: dict[str, StepPlan] = {}
     problems = []
     for step_id in spec.order():
@@ -271,7 +182,8 @@ def plan_pipeline(spec: PipelineSpec, *, from_step: str | None = None, only_step
         try:
             planned[step_id] = plan_step(step, spec, root, planned)
         except ConfigError as err:
-            problems.append(str(err))
+            named = str(err).startswith(f"step `{step_id}`")
+            problems.append(str(err) if named else f"step `{step_id}` ({step.uses}): {err}")
     if problems:
         raise ConfigError(f"{spec.where} has invalid steps:\n" + "\n".join(f"  - {p}" for p in problems))
     plan = PipelinePlan(spec, root, planned)
@@ -299,17 +211,17 @@ def _apply_forcing(plan: PipelinePlan, from_step: str | None, only_step: str | N
 
 
 def _check_preprocess_agreement(plan: PipelinePlan) -> None:
-    """A train step must tokenize its data exactly as its preprocess step did, or it would rebuild (and
-    overwrite) that artifact: refuse data keys that differ."""
+    """A train step trains on its preprocess step's artifact, with its own config's data keys deciding the rest
+    (cutoff_len is TRL's max_length): refuse data keys that differ from how the artifact was tokenized."""
     from lf_ray.config import build_config
-    from lf_ray.data.preprocess import plan_preprocess
+    from lf_ray.data.preprocess import preprocess_settings
 
     for step in plan.steps.values():
         producer = next((plan.steps[n] for n in step.needs if plan.steps[n].uses == "preprocess"), None)
-        if producer is None or step.uses not in MODEL_STEPS:
+        if producer is None or not STEPS[step.uses].makes_model:
             continue
-        ours = _flat(plan_preprocess(build_config(step.config)).inputs)
-        theirs = _flat(plan_preprocess(build_config(producer.config)).inputs)
+        ours = preprocess_settings(build_config(step.config))
+        theirs = preprocess_settings(build_config(producer.config))
         differ = sorted(k for k in set(ours) | set(theirs) if ours.get(k) != theirs.get(k))
         if differ:
             raise ConfigError(
@@ -317,11 +229,3 @@ def _check_preprocess_agreement(plan: PipelinePlan) -> None:
                 f"differ: {[ours.get(k) for k in differ]} vs {[theirs.get(k) for k in differ]}). Fix: set data keys "
                 f"(and `seed`) on the preprocess step or in `defaults`, not on `{step.id}`"
             )
-
-
-def _flat(inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """`{"data": {"cutoff_len": 8}}` → `{"cutoff_len": 8}`, so a mismatch names the key."""
-    flat: dict[str, Any] = {}
-    for key, value in inputs.items():
-        flat.update(value if key == "data" else {key: value})
-    return flat

@@ -28,7 +28,7 @@ def print_plan(plan: PipelinePlan, *, configs: bool = True) -> None:
     print(f"{'step':14} {'uses':10} {'needs':20} {'cache':13} artifact")
     for step in plan.steps.values():
         needs = ",".join(step.needs) or "-"
-        print(f"{step.id:14} {step.uses:10} {needs:20} {_cache_state(step):13} {step.artifact_dir}")
+        print(f"{step.id:14} {step.uses:10} {needs:20} {_cache_state(step):13} {step.artifact}")
     if not configs:
         return
     for step in plan.steps.values():

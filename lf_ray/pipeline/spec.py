@@ -27,24 +27,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from lf_ray.errors import ConfigError
+from lf_ray.pipeline.steps import STEPS
 
 StepKind = Literal["preprocess", "train", "tune", "eval", "export", "serve"]
-STEP_KINDS: tuple[str, ...] = get_args(StepKind)
-MODEL_STEPS = ("train", "tune")
-"""Steps whose artifact is a trained model (an adapter, or full / freeze weights)."""
-
-ACCEPTED_INPUTS: dict[str, tuple[str, ...]] = {
-    "preprocess": (),
-    "train": ("preprocess", "train", "tune"),
-    "tune": ("preprocess", "train", "tune"),
-    "eval": ("preprocess", "train", "tune"),
-    "export": ("train", "tune"),
-    "serve": ("export", "train", "tune"),
-}
-"""For each step type, the step types whose artifacts it can take as inputs (at most one of each)."""
+"""The names of `pipeline.steps.STEPS`, for type hints."""
 
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _TOP_KEYS = ("name", "storage_path", "defaults", "steps", "description")
@@ -139,10 +128,9 @@ def _parse_step(raw: Any, index: int, where: str) -> StepSpec:
         raise ConfigError(
             f"{label}: `id` must be a name of letters, digits, `_` or `-` starting with a letter, got {step_id!r}"
         )
-    if uses not in STEP_KINDS:
+    if uses not in STEPS:
         raise ConfigError(
-            f"{label}: `uses: {uses}` is not a step type{_suggest(str(uses), STEP_KINDS)}; "
-            f"use one of {', '.join(STEP_KINDS)}"
+            f"{label}: `uses: {uses}` is not a step type{_suggest(str(uses), STEPS)}; use one of {', '.join(STEPS)}"
         )
     needs = raw.get("needs") or []
     if isinstance(needs, str):
@@ -217,14 +205,14 @@ def graph_problems(spec: PipelineSpec) -> list[str]:
 
 
 def _input_problems(step: StepSpec, kinds: Mapping[str, str]) -> list[str]:
-    accepted = ACCEPTED_INPUTS[step.uses]
+    accepted = STEPS[step.uses].accepts
     problems = []
     used: dict[str, str] = {}
     for need in step.needs:
         kind = kinds.get(need)
         if kind is None or need == step.id:
             continue
-        group = "model" if kind in MODEL_STEPS else kind
+        group = "model" if STEPS[kind].makes_model else kind
         if kind not in accepted:
             problems.append(
                 f"step `{step.id}` ({step.uses}) cannot take the artifact of `{need}` ({kind}); "

@@ -1,29 +1,42 @@
-"""What each step type does inside the pipeline: call the step's own entry point with its planned config.
+"""The step kinds, one object each: what it accepts, its checks, what it hands on, what it outputs, how it runs.
 
-    run(cfg, context) -> StepOutput(outputs, metrics)
+    step = STEPS["train"]
+    step.accepts          # ("preprocess", "train", "tune"): the kinds whose artifacts it can take
+    step.outputs(uri, config)          # the artifact's named outputs, known before the step runs
+    step.handoff(producer_plan, consumer)  # the config keys this step's artifact gives a consumer
+    step.check(cfg, inputs)            # the checks its CLI command makes before it loads anything
+    step.run(cfg, context)             # -> StepOutput(outputs, metrics)
 
-The same functions the CLI commands call (`run_preprocess`, `run_training`, `run_eval`, `run_export`); the
-pipeline only hands them their folders (already in `cfg`) and their inputs' artifacts.
+The pipeline planner, the executor and the run report read these; adding a step kind means one class here.
+Heavy libraries are imported inside `check` and `run`, so the planner stays cheap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from lf_ray import storage
 from lf_ray.constants import DATASET_EVAL_DIR
+from lf_ray.errors import ConfigError
 
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
+    from lf_ray.pipeline.plan import StepPlan
+
+RENDER_KEYS = ("template", "default_system", "tool_format", "enable_thinking", "cutoff_len", "dataset_dir")
+"""Keys a model's consumers (eval, export, serve) inherit from the step that trained it: prompts are rendered
+exactly as in training."""
+
+TUNE_BEST_DIR = "best"
 
 
 @dataclass
 class StepContext:
     step_id: str
-    artifact_dir: Path
-    inputs: dict[str, dict[str, Any]]  # need id -> that step's outputs
+    artifact: str  # the step's artifact folder: a local path or a URI
+    inputs: dict[str, StepPlan]  # need id -> that step's plan
     mlflow_run_id: str | None = None
 
 
@@ -33,88 +46,237 @@ class StepOutput:
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
-def preprocess_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
-    from lf_ray.data.preprocess import run_preprocess
-
-    result = run_preprocess(cfg)
-    manifest = result.manifest
-    metrics = {key: manifest.get(key) for key in ("rows_in", "rows_out", "tokens", "truncated", "dropped")}
-    metrics["processing_s"] = manifest.get("timings", {}).get("processing_s")
-    return StepOutput({"dataset": str(result.path)}, metrics)
+def has_eval_split(config: Mapping[str, Any]) -> bool:
+    """Whether preprocessing `config` writes an `eval` split: the one rule for the planner and the run."""
+    return bool(config.get("eval_dataset") or (config.get("dataset") and config.get("val_size")))
 
 
-def train_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
-    from lf_ray.train.launcher import run_training
+class Step:
+    """A step kind. Subclasses set the class attributes and override what differs."""
 
-    result = run_training(cfg, mlflow_run_id=context.mlflow_run_id)
-    return StepOutput({"model": str(result.output_dir), "checkpoint": result.checkpoint_path}, result.metrics)
+    kind: ClassVar[str]
+    accepts: ClassVar[tuple[str, ...]] = ()
+    managed_keys: ClassVar[tuple[str, ...]] = ()
+    """Config keys the pipeline sets to the step's artifact folder (a spec that sets them is refused)."""
+    subdir: ClassVar[str] = ""
+    """The artifact's main folder, under the step's artifact."""
+    default_cpus: ClassVar[float] = 0.0
+    """A step that launches its own Ray work (Data, Train, Tune, Serve) holds no CPU itself, or it could starve
+    the workers it starts on a small cluster."""
+    makes_model: ClassVar[bool] = False
+    cacheable: ClassVar[bool] = True
+
+    def main(self, artifact: str) -> str:
+        return storage.join(artifact, self.subdir) if self.subdir else artifact
+
+    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def handoff(self, plan: StepPlan, consumer: Step) -> dict[str, Any]:
+        """The config keys a consumer step takes from this step's artifact."""
+        return {}
+
+    def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
+        """The checks the step's own command makes before it loads anything (raise ConfigError)."""
+
+    def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        raise NotImplementedError
 
 
-def tune_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
-    """The sweep's best trial becomes the step's model (`<output_dir>/best`); its MLflow run nests here."""
-    from lf_ray.tune import run_tune
+class PreprocessStep(Step):
+    kind = "preprocess"
+    managed_keys = ("tokenized_path",)
+    subdir = "dataset"
 
-    result = run_tune(cfg, mlflow_parent_run_id=context.mlflow_run_id)
-    metrics = {**result.best_metrics, "trials": len(result.trials)}
-    return StepOutput({"model": str(result.best_output_dir), "results_table": str(result.table_path)}, metrics)
+    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"dataset": self.main(artifact)}
+
+    def handoff(self, plan: StepPlan, consumer: Step) -> dict[str, Any]:
+        if not consumer.makes_model:
+            return {}
+        return {**plan.own_config, "tokenized_path": plan.outputs["dataset"]}
+
+    def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        from lf_ray.data.preprocess import run_preprocess
+
+        manifest = run_preprocess(cfg).manifest
+        return StepOutput({}, {**manifest["metrics"], "processing_s": manifest["timings"]["processing_s"]})
 
 
-def eval_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
+class TrainStep(Step):
+    kind = "train"
+    accepts = ("preprocess", "train", "tune")
+    managed_keys = ("output_dir",)
+    subdir = "model"
+    makes_model = True
+
+    def model_dir(self, artifact: str) -> str:
+        return self.main(artifact)
+
+    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        model = self.model_dir(artifact)
+        adapters: list[str] = []
+        base = model
+        if config.get("finetuning_type", "lora") == "lora":
+            upstream = list(config.get("adapter_name_or_path") or [])
+            kept = upstream if config.get("create_new_adapter") else upstream[:-1]
+            adapters, base = [*kept, model], config["model_name_or_path"]
+        outputs = {"model": model, "base_model": base, "adapters": adapters}
+        if config.get("tokenized_path"):
+            outputs["dataset"] = config["tokenized_path"]
+        return outputs
+
+    def handoff(self, plan: StepPlan, consumer: Step) -> dict[str, Any]:
+        """The base + the adapter chain of a LoRA run, else the trained weights; a consumer that does not train
+        also takes the keys that render prompts as training did."""
+        location = {
+            "model_name_or_path": plan.outputs["base_model"],
+            "adapter_name_or_path": plan.outputs["adapters"] or None,
+            "finetuning_type": plan.config.get("finetuning_type", "lora"),
+        }
+        if consumer.makes_model:  # continue training: keep the stage's data settings out of it
+            return location
+        return {**{k: plan.config[k] for k in RENDER_KEYS if k in plan.config}, **location}
+
+    def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
+        from lf_ray.train.launcher import check_trainable
+
+        check_trainable(cfg)
+
+    def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        from lf_ray.train.launcher import run_training
+
+        result = run_training(cfg, mlflow_run_id=context.mlflow_run_id)
+        return StepOutput({"checkpoint": result.checkpoint_path}, result.metrics)
+
+
+class TuneStep(TrainStep):
+    """A sweep: every trial is kept; its best one is the step's model (`<output_dir>/best`)."""
+
+    kind = "tune"
+
+    def model_dir(self, artifact: str) -> str:
+        return storage.join(self.main(artifact), TUNE_BEST_DIR)
+
+    def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        from lf_ray.tune import run_tune
+
+        result = run_tune(cfg, mlflow_parent_run_id=context.mlflow_run_id)
+        metrics = {**result.best_metrics, "trials": len(result.trials)}
+        return StepOutput({"results_table": str(result.table_path)}, metrics)
+
+
+class EvalStep(Step):
     """Loss on the eval split the training data set aside, unless `eval_dataset` names other rows."""
-    from lf_ray.evaluate.evaluator import run_eval
 
-    eval_split = None
-    if not cfg.data.eval_dataset:
-        for outputs in context.inputs.values():
-            split = Path(outputs["dataset"]) / DATASET_EVAL_DIR if outputs.get("dataset") else None
-            if split is not None and split.is_dir():
-                eval_split = split
-    result = run_eval(cfg, eval_split=eval_split, work_dir=context.artifact_dir)
-    outputs = {"results": str(result.results_dir)}
-    if result.predictions:
-        outputs["predictions"] = str(result.predictions)
-    return StepOutput(outputs, result.metrics)
+    kind = "eval"
+    accepts = ("preprocess", "train", "tune")
+    managed_keys = ("save_dir",)
+    subdir = "results"
+
+    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        results = self.main(artifact)
+        return {"results": results, "predictions": storage.join(results, "generated_predictions.jsonl")}
+
+    @staticmethod
+    def eval_split(cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> str | None:
+        """The tokenized eval split an input hands over, when the config names no eval rows of its own."""
+        if cfg.data.eval_dataset:
+            return None
+        for producer in inputs.values():
+            dataset = producer.outputs.get("dataset")
+            if dataset and has_eval_split(producer.config):
+                return storage.join(dataset, DATASET_EVAL_DIR)
+        return None
+
+    def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
+        from lf_ray.evaluate.evaluator import plan_eval
+
+        plan_eval(cfg, eval_split=self.eval_split(cfg, inputs))
+
+    def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        from lf_ray.evaluate.evaluator import run_eval
+
+        split = self.eval_split(cfg, context.inputs)
+        result = run_eval(cfg, eval_split=split, work_dir=context.artifact)
+        return StepOutput({}, result.metrics)
 
 
-def export_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
-    from lf_ray.export.merge import run_export
+class ExportStep(Step):
+    kind = "export"
+    accepts = ("train", "tune")
+    managed_keys = ("export_dir",)
+    subdir = "model"
+    default_cpus = 1.0  # export computes in its own task
 
-    result = run_export(cfg)
-    return StepOutput({"model": str(result.export_dir)}, {"weight_files": len(result.shards)})
+    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"model": self.main(artifact)}
+
+    def handoff(self, plan: StepPlan, consumer: Step) -> dict[str, Any]:
+        inherited = {k: plan.config[k] for k in RENDER_KEYS if k in plan.config}
+        return {**inherited, "model_name_or_path": plan.outputs["model"], "adapter_name_or_path": None}
+
+    def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
+        from lf_ray.export.merge import check_export_config
+
+        check_export_config(cfg)
+
+    def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        from lf_ray.export.merge import run_export
+
+        result = run_export(cfg)
+        return StepOutput({}, {"weight_files": len(result.shards)})
 
 
-def serve_step(cfg: LfRayConfig, context: StepContext) -> StepOutput:
+class ServeStep(Step):
     """Deploy the model, send it one real chat completion, and record the endpoint; unless `keep_alive`, the
-    application is removed again once the smoke request has answered."""
-    from lf_ray.artifacts import write_json
-    from lf_ray.serve.app import smoke_request, start_serve, stop_serve
+    application is removed again once the smoke request has answered. An endpoint does not outlive its cluster,
+    so the step runs every time."""
 
-    endpoint = start_serve(cfg, blocking=False)
+    kind = "serve"
+    accepts = ("export", "train", "tune")
+    cacheable = False
+
+    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"endpoint": storage.join(artifact, "endpoint.json")}
+
+    def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
+        from lf_ray.serve.options import check_serve_config
+
+        check_serve_config(cfg)
+
+    def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        import json
+
+        from lf_ray.serve.app import smoke_request, start_serve, stop_serve
+
+        endpoint = start_serve(cfg, blocking=False)
+        try:
+            body = smoke_request(endpoint)
+        finally:
+            if not cfg.serve.keep_alive:
+                stop_serve(endpoint)
+        answer = body["choices"][0]["message"]["content"]
+        record = {
+            "url": endpoint.url,
+            "app_name": endpoint.app_name,
+            "models": endpoint.model_ids,
+            "keep_alive": cfg.serve.keep_alive,
+            "smoke_request": {"prompt": "Hello!", "answer": answer, "usage": body.get("usage")},
+        }
+        storage.write_text(storage.join(context.artifact, "endpoint.json"), json.dumps(record, indent=2) + "\n")
+        print(f"serving {endpoint.base_model} at {endpoint.url}; smoke answer: {answer!r}", flush=True)
+        completion_tokens = (body.get("usage") or {}).get("completion_tokens", 0)
+        return StepOutput({"url": endpoint.url}, {"smoke_completion_tokens": completion_tokens})
+
+
+STEPS: dict[str, Step] = {step.kind: step for step in (PreprocessStep(), TrainStep(), TuneStep(), EvalStep(),
+                                                        ExportStep(), ServeStep())}  # fmt: skip
+"""Every step kind, by the name a pipeline's `uses:` gives it."""
+
+
+def step_kind(name: str) -> Step:
     try:
-        body = smoke_request(endpoint)
-    finally:
-        if not cfg.serve.keep_alive:
-            stop_serve(endpoint)
-    answer = body["choices"][0]["message"]["content"]
-    record = {
-        "url": endpoint.url,
-        "app_name": endpoint.app_name,
-        "models": endpoint.model_ids,
-        "keep_alive": cfg.serve.keep_alive,
-        "smoke_request": {"prompt": "Hello!", "answer": answer, "usage": body.get("usage")},
-    }
-    path = context.artifact_dir / "endpoint.json"
-    write_json(path, record)
-    print(f"serving {endpoint.base_model} at {endpoint.url}; smoke answer: {answer!r}", flush=True)
-    completion_tokens = (body.get("usage") or {}).get("completion_tokens", 0)
-    return StepOutput({"endpoint": str(path), "url": endpoint.url}, {"smoke_completion_tokens": completion_tokens})
-
-
-STEP_RUNNERS: dict[str, Callable[[LfRayConfig, StepContext], StepOutput]] = {
-    "preprocess": preprocess_step,
-    "train": train_step,
-    "tune": tune_step,
-    "eval": eval_step,
-    "export": export_step,
-    "serve": serve_step,
-}
+        return STEPS[name]
+    except KeyError:
+        raise ConfigError(f"`{name}` is not a step kind; use one of {', '.join(STEPS)}") from None

@@ -3,8 +3,9 @@
     <storage_path>/<pipeline>/runs/<run id>/run.json     steps, statuses, timings, metrics, MLflow ids
     <storage_path>/<pipeline>/steps/<step>/<fp12>/       the artifacts (shared by every run that reuses them)
 
-`run.json` is rewritten atomically after every step, so a killed driver leaves a record that says how far it
-got; `runs list` shows such a run as `interrupted` once its driver process is gone.
+`<storage_path>` is a local path or a URI. `run.json` is rewritten atomically (one PUT on an object store) after
+every step, so a killed driver leaves a record that says how far it got; `runs list` shows such a run as
+`interrupted` once its driver process is gone.
 """
 
 from __future__ import annotations
@@ -16,19 +17,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from lf_ray.artifacts import write_json
+from lf_ray import storage
+from lf_ray.artifacts import now
 from lf_ray.errors import ConfigError
 
 RUNS_DIR = "runs"
 RUN_RECORD = "run.json"
-
-
-def now() -> str:
-    """Local time with its UTC offset, to the millisecond (ISO 8601: sorts and parses back)."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
 
 
 def new_run_id() -> str:
@@ -39,17 +35,17 @@ def new_run_id() -> str:
 class RunRecord:
     """A pipeline run as the store keeps it; `data` is what `run.json` holds."""
 
-    path: Path
+    path: str  # a local path or a URI
     data: dict[str, Any]
 
     @classmethod
-    def create(cls, root: Path, pipeline: str, source: str | None, steps: dict[str, dict[str, Any]]) -> RunRecord:
+    def create(cls, root: str, pipeline: str, source: str | None, steps: dict[str, dict[str, Any]]) -> RunRecord:
         run_id = new_run_id()
         data = {
             "run_id": run_id,
             "pipeline": pipeline,
             "source": source,
-            "root": str(root),
+            "root": root,
             "status": "running",
             "started_at": now(),
             "finished_at": None,
@@ -57,7 +53,7 @@ class RunRecord:
             "mlflow": None,
             "steps": steps,
         }
-        record = cls(root / RUNS_DIR / run_id / RUN_RECORD, data)
+        record = cls(storage.join(root, RUNS_DIR, run_id, RUN_RECORD), data)
         record.save()
         return record
 
@@ -66,8 +62,7 @@ class RunRecord:
         return self.data["run_id"]
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json(self.path, self.data)
+        storage.write_text(self.path, json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n")
 
     def update_step(self, step_id: str, **fields: Any) -> None:
         self.data["steps"][step_id].update(fields)
@@ -99,28 +94,34 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def find_runs(storage: Path) -> list[RunRecord]:
+def find_runs(where: str) -> list[RunRecord]:
     """Every run under a storage path (all pipelines) or one pipeline's folder, newest first."""
-    storage = Path(storage).expanduser()
-    paths = [*storage.glob(f"{RUNS_DIR}/*/{RUN_RECORD}"), *storage.glob(f"*/{RUNS_DIR}/*/{RUN_RECORD}")]
+    where = storage.resolve(where)
+    paths = [*_records_under(where), *(p for folder in storage.list_dirs(where) for p in _records_under(folder))]
     records = []
     for path in paths:
         try:
-            records.append(RunRecord(path, json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, json.JSONDecodeError):
+            records.append(RunRecord(path, json.loads(storage.read_text(path))))
+        except (OSError, ValueError, storage.StorageError):
             continue  # a record being replaced right now; the next listing shows it
     return sorted(records, key=lambda record: record.data.get("started_at") or "", reverse=True)
 
 
-def find_run(storage: Path, run_id: str) -> RunRecord:
-    runs = find_runs(storage)
+def _records_under(pipeline_root: str) -> list[str]:
+    runs = storage.join(pipeline_root, RUNS_DIR)
+    candidates = (storage.join(run, RUN_RECORD) for run in storage.list_dirs(runs))
+    return [path for path in candidates if storage.is_file(path)]
+
+
+def find_run(where: str, run_id: str) -> RunRecord:
+    runs = find_runs(where)
     matches = [record for record in runs if record.run_id == run_id or record.run_id.startswith(run_id)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
         known = ", ".join(record.run_id for record in runs[:5]) or "none"
         raise ConfigError(
-            f"no run `{run_id}` under {storage} (latest: {known}). Fix: pick an id from `lf-ray runs list`, or "
+            f"no run `{run_id}` under {where} (latest: {known}). Fix: pick an id from `lf-ray runs list`, or "
             "pass the pipeline YAML or --storage-path where its runs are"
         )
     raise ConfigError(f"`{run_id}` matches {len(matches)} runs ({', '.join(r.run_id for r in matches)}); give more")

@@ -24,6 +24,7 @@ from ray import serve
 from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException
 
+from lf_ray.config import LfRayConfig  # at run time: Serve reads the replica constructor's annotations
 from lf_ray.serve.api_errors import ApiError, BadRequest, InternalError, InvalidApiKey, Overloaded, SchemaError
 from lf_ray.serve.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
 from lf_ray.serve.responses import PreparedRequest
@@ -50,11 +51,9 @@ class _AdapterLease:
 class LLMServer:
     """One model (plus its LoRA adapters) on one replica; requests arrive already validated by the ingress."""
 
-    def __init__(self, config: dict[str, Any]) -> None:
-        from lf_ray.config import prepare_config
+    def __init__(self, cfg: LfRayConfig) -> None:
         from lf_ray.serve.service import ChatService
 
-        cfg = prepare_config(None, base=config)
         self.service = ChatService.from_config(cfg)
         # one thread owns the model: torch state stays on it, and steps of a batch never run concurrently
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-ray-engine")

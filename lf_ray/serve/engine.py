@@ -110,9 +110,12 @@ class TransformersEngine:
         return sorted(getattr(self.model, "peft_config", {}) or {})
 
     def load_adapter(self, name: str, path: str) -> None:
-        """Attach a LoRA adapter under `name`; the first one turns the model into a PEFT model."""
+        """Attach a LoRA adapter (a path or a URI) under `name`; the first one turns the model into a PEFT model."""
         from peft import PeftModel
 
+        from lf_ray.model.loader import resolve_adapter_path
+
+        path = resolve_adapter_path(path)
         with self.lock:
             self.pending_unloads.discard(name)
             if name in self.adapters:

@@ -54,8 +54,8 @@ def _absolute(path: str | None) -> str | None:
     return str(local.resolve()) if local.exists() else path
 
 
-def replica_config(cfg: LfRayConfig) -> dict[str, Any]:
-    """The flat LF-style keys a replica rebuilds its config from, with local paths made absolute."""
+def replica_config(cfg: LfRayConfig) -> LfRayConfig:
+    """The config a replica runs with (validated once, on the driver; it pickles), local paths made absolute."""
     adapters = cfg.model.adapter_name_or_path
     model = dataclasses.replace(
         cfg.model,
@@ -64,7 +64,7 @@ def replica_config(cfg: LfRayConfig) -> dict[str, Any]:
     )
     modules = {name: _absolute(path) for name, path in cfg.serve.lora_adapters().items()}
     serve = dataclasses.replace(cfg.serve, lora_modules=modules or None)
-    return dataclasses.replace(cfg, model=model, serve=serve).to_dict(non_default_only=True)
+    return dataclasses.replace(cfg, model=model, serve=serve)
 
 
 def serve_plan(cfg: LfRayConfig, model_ids: list[str]) -> list[str]:

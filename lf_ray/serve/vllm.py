@@ -58,7 +58,7 @@ def vllm_llm_config(cfg: LfRayConfig) -> dict[str, Any]:
     engine_kwargs.update(model.vllm_config or {})
     deployment = model_deployment_options(cfg, cluster_gpus=1)
     deployment.pop("ray_actor_options")  # Ray Serve LLM places the engine itself (accelerator_type, placement)
-    source = replica_config(cfg)["model_name_or_path"]
+    source = replica_config(cfg).model.model_name_or_path
     config: dict[str, Any] = {
         "model_loading_config": {"model_id": served_model_name(cfg), "model_source": source},
         "engine_kwargs": engine_kwargs,

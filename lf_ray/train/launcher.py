@@ -18,24 +18,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR
+from lf_ray import storage
+from lf_ray.artifacts import build_manifest, fingerprint, is_complete, read_manifest, write_manifest
+from lf_ray.cluster import cluster_address
+from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, MANIFEST_NAME
 from lf_ray.errors import ConfigError, LfRayError, TrainError
+from lf_ray.stages import STAGES, TRAINABLE_STAGES
 
 if TYPE_CHECKING:
+    import pyarrow.fs
     from ray.train import RunConfig, ScalingConfig
 
     from lf_ray.config import LfRayConfig, RayArguments
 
-TRAINABLE_STAGES = ("pt", "sft", "rm", "dpo", "kto")
-
 
 @dataclass
 class TrainResult:
-    output_dir: Path
+    output_dir: str  # a local path or a URI
     run_path: str
     checkpoint_path: str | None
     metrics: dict[str, Any]
-    dataset_path: Path
+    dataset_path: str
+    reused: bool = False  # a finished training of the same config and data, taken from output_dir's manifest
 
 
 def worker_resources(ray_args: RayArguments, cluster_gpus: float) -> dict[str, float]:
@@ -45,16 +49,25 @@ def worker_resources(ray_args: RayArguments, cluster_gpus: float) -> dict[str, f
     return {"GPU": 1.0} if cluster_gpus > 0 else {"CPU": 1.0}
 
 
-def build_scaling_config(ray_args: RayArguments, cluster_gpus: float) -> ScalingConfig:
-    from ray.train import ScalingConfig
-
+def gpus_missing(ray_args: RayArguments, cluster_gpus: float) -> str | None:
+    """The message when the workers ask for GPUs that a cluster with `cluster_gpus` GPUs does not have."""
     resources = worker_resources(ray_args, cluster_gpus)
-    use_gpu = resources.get("GPU", 0) > 0
-    if use_gpu and cluster_gpus <= 0:
-        raise ConfigError(
+    if resources.get("GPU", 0) > 0 and cluster_gpus <= 0:
+        return (
             f"resources_per_worker asks for GPUs ({resources}) but the Ray cluster has none; "
             "add GPU nodes, or set resources_per_worker: {CPU: 1} to train on CPUs"
         )
+    return None
+
+
+def build_scaling_config(ray_args: RayArguments, cluster_gpus: float) -> ScalingConfig:
+    from ray.train import ScalingConfig
+
+    problem = gpus_missing(ray_args, cluster_gpus)
+    if problem:
+        raise ConfigError(problem)
+    resources = worker_resources(ray_args, cluster_gpus)
+    use_gpu = resources.get("GPU", 0) > 0
     return ScalingConfig(
         num_workers=ray_args.ray_num_workers,
         use_gpu=use_gpu,
@@ -67,46 +80,162 @@ def default_run_name(cfg: LfRayConfig) -> str:
     """Stable across invocations of the same config, so a re-run resumes the same Ray Train run."""
     if cfg.ray.ray_run_name:
         return cfg.ray.ray_run_name
-    output = Path(cfg.training.get("output_dir") or "output").expanduser().resolve()
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(output.parts[-3:]))
-    return f"lf_ray_{cfg.finetuning.stage}_{slug}"
+    return f"lf_ray_{cfg.finetuning.stage}_{output_slug(cfg)}"
+
+
+def output_slug(cfg: LfRayConfig) -> str:
+    """The last three parts of `output_dir` (a path or a URI), as a name Ray accepts."""
+    output = storage.resolve(cfg.training.get("output_dir") or "output")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(output.rstrip("/").split("/")[-3:]))
 
 
 def storage_path(cfg: LfRayConfig) -> str:
-    """Local paths become absolute (Ray requires it); URIs such as s3:// pass through to pyarrow."""
-    path = cfg.ray.ray_storage_path
-    return path if "://" in path else str(Path(path).expanduser().resolve())
+    """Where Ray Train persists runs: an absolute local path, or a URI. LLaMA-Factory's form (`ray_storage_path`
+    + `ray_storage_filesystem: s3|gs|gcs`) becomes the same URI (`s3://bucket/x`)."""
+    path, name = cfg.ray.ray_storage_path, cfg.ray.ray_storage_filesystem
+    if name:
+        scheme = "gs" if name == "gcs" else name
+        given = path.split("://", 1)[0] if storage.is_uri(path) else scheme
+        if ("gs" if given == "gcs" else given) != scheme:
+            raise ConfigError(
+                f"ray_storage_path `{path}` does not match ray_storage_filesystem `{name}`; "
+                f"write it as {name}://<bucket>/<path>, or drop ray_storage_filesystem"
+            )
+        path = path if storage.is_uri(path) else f"{scheme}://{path.lstrip('/')}"
+    return storage.resolve(path)
+
+
+def ray_storage(cfg: LfRayConfig) -> tuple[str, pyarrow.fs.FileSystem | None]:
+    """`storage_path` as Ray Train and Tune take it: a local path alone, or an object store's path within lf-ray's
+    filesystem for it (endpoint, credentials and timeouts from the environment)."""
+    location = storage_path(cfg)
+    if not storage.is_uri(location):
+        return location, None
+    filesystem, path = storage.filesystem(location)
+    return path, filesystem
 
 
 def build_run_config(cfg: LfRayConfig) -> RunConfig:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
 
-    filesystem = None
-    if cfg.ray.ray_storage_filesystem:
-        import pyarrow.fs
-
-        filesystem, _ = pyarrow.fs.FileSystem.from_uri(cfg.ray.ray_storage_filesystem)
+    path, filesystem = ray_storage(cfg)
     return RunConfig(
         name=default_run_name(cfg),
-        storage_path=storage_path(cfg),
+        storage_path=path,
         storage_filesystem=filesystem,
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.training.get("save_total_limit")),
         failure_config=FailureConfig(max_failures=cfg.ray.max_failures),
     )
 
 
-def check_trainable(cfg: LfRayConfig) -> None:
+def check_trainable(cfg: LfRayConfig, *, require_inputs: bool = False) -> None:
+    """Raise one ConfigError listing every `training_problems(cfg)`; return quietly when there is none."""
+    problems = training_problems(cfg, require_inputs=require_inputs)
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        listing = "\n".join(f"  - {problem}" for problem in problems)
+        raise ConfigError(f"{count} in {cfg.source or 'the config'} would stop training:\n{listing}")
+
+
+def training_problems(cfg: LfRayConfig, *, require_inputs: bool = False) -> list[str]:
+    """Every problem that would stop a run of `cfg` and that shows without training, beyond what `validate_config`
+    sees: files, the model's modules, the cluster's GPUs. Nothing is tokenized and no Ray is started.
+
+    `require_inputs=False` skips the model check while the model or an adapter is a local folder that does not
+    exist yet (in a pipeline plan, an earlier step writes it); a run checks with True."""
+    problems = _stage_and_output_problems(cfg) + _resume_problems(cfg)
+    try:
+        cluster_gpus = reachable_cluster_gpus(cfg)
+    except ConfigError as err:
+        problems.append(str(err))
+        cluster_gpus = None
+    problems += _deepspeed_problems(cfg, cluster_gpus)
+    if cluster_gpus is not None and (problem := gpus_missing(cfg.ray, cluster_gpus)):
+        problems.append(problem)
+    if require_inputs or not _inputs_not_written_yet(cfg):
+        problems += _model_problems(cfg)
+    return problems
+
+
+def training_checks(cfg: LfRayConfig) -> list[str]:
+    """What `training_problems(cfg)` looks at for this config, for the dry run to say what passed."""
+    checks = ["stage", "output_dir", *(key for key in ("resume_from_checkpoint", "deepspeed") if cfg.training.get(key))]
+    checks.append(f"{cfg.finetuning.finetuning_type} settings against the model's modules")
+    if address := cluster_address(cfg.ray.ray_init_kwargs):
+        checks.append(f"GPUs of the Ray cluster at {address}")
+    return checks
+
+
+def _stage_and_output_problems(cfg: LfRayConfig) -> list[str]:
+    problems = []
     stage = cfg.finetuning.stage
     if stage not in TRAINABLE_STAGES:
-        raise ConfigError(f"stage `{stage}` cannot be trained by lf-ray yet; use one of {', '.join(TRAINABLE_STAGES)}")
+        problems.append(f"stage `{stage}` cannot be trained by lf-ray yet; use one of {', '.join(TRAINABLE_STAGES)}")
     if not cfg.training.get("output_dir"):
-        raise ConfigError("training needs `output_dir` (where the adapter or model, logs and plots go)")
+        problems.append(
+            "training needs `output_dir` (where the adapter or model, logs and plots go), which is not set; "
+            "set it, e.g. `output_dir: saves/my-model/lora/sft`"
+        )
+    return problems
+
+
+def _resume_problems(cfg: LfRayConfig) -> list[str]:
     checkpoint = cfg.training.get("resume_from_checkpoint")
     if checkpoint and not (Path(checkpoint).expanduser() / "trainer_state.json").is_file():
-        raise ConfigError(
+        return [
             f"resume_from_checkpoint `{checkpoint}` is not a readable checkpoint (no trainer_state.json in it); "
             "point it at a checkpoint-N folder, or remove it to resume from the run's latest checkpoint"
-        )
+        ]
+    return []
+
+
+def _deepspeed_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[str]:
+    """The file exists and holds a JSON object; when the workers surely train on CPUs, also that it runs there."""
+    from lf_ray.train.deepspeed import resolve_deepspeed_config
+
+    setting = cfg.training.get("deepspeed")
+    if not setting:
+        return []
+    known = cluster_gpus is not None or bool(cfg.ray.resources_per_worker)  # else: GPUs if the cluster has them
+    on_cpu = known and worker_resources(cfg.ray, cluster_gpus or 0.0).get("GPU", 0) <= 0
+    try:
+        resolve_deepspeed_config(setting, on_cpu=on_cpu)
+    except ConfigError as err:
+        return [str(err)]
+    return []
+
+
+def _model_problems(cfg: LfRayConfig) -> list[str]:
+    """What `check_model_fits_finetuning` finds first (LoRA/freeze targets, adapters, the model folder), if any."""
+    try:
+        check_model_fits_finetuning(cfg)
+    except LfRayError as err:
+        return [str(err)]
+    except (OSError, ValueError) as err:  # transformers: no config.json there, unknown model_type, hub unreachable
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return [
+            f"model_name_or_path `{cfg.model.model_name_or_path}` cannot be read to check the finetuning settings: "
+            f"{reason}; check the path or hub id and the network, or set `trust_remote_code: true` if it needs it"
+        ]
+    return []
+
+
+def _inputs_not_written_yet(cfg: LfRayConfig) -> bool:
+    """Whether the model or an adapter is a local path that does not exist (yet)."""
+    from lf_ray.constants import BUILTIN_PREFIX
+    from lf_ray.model.loader import looks_like_path
+
+    names = [cfg.model.model_name_or_path or "", *(cfg.model.adapter_name_or_path or [])]
+    local = [name for name in names if not name.startswith(BUILTIN_PREFIX) and not storage.is_uri(name)]
+    return any(looks_like_path(name) and not Path(name).expanduser().exists() for name in local)
+
+
+def reachable_cluster_gpus(cfg: LfRayConfig) -> float | None:
+    """The GPUs of the Ray cluster a run would join, when one is reachable without starting a local Ray."""
+    from lf_ray.cluster import cluster_resources
+
+    resources = cluster_resources(cfg.ray.ray_init_kwargs)
+    return None if resources is None else float(resources.get("GPU", 0))
 
 
 def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
@@ -119,7 +248,8 @@ def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
 
     path = resolve_model_path(cfg.model.model_name_or_path)
     config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
-    model_class = AutoModelForSequenceClassification if cfg.finetuning.stage == "rm" else AutoModelForCausalLM
+    reward = STAGES[cfg.finetuning.stage].model_head == "reward"
+    model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
     with init_empty_weights():
         skeleton = model_class.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
     check_finetuning(skeleton, cfg)
@@ -156,14 +286,18 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
     from lf_ray.data.preprocess import run_preprocess
     from lf_ray.train.worker import train_loop_per_worker
 
-    check_trainable(cfg)
+    check_trainable(cfg, require_inputs=True)  # everything cheap, before tokenizing or starting Ray
     dataset = run_preprocess(cfg)
-    check_model_fits_finetuning(cfg)
+    output_dir = storage.resolve(cfg.training["output_dir"])
+    digest = fingerprint({"config": cfg.to_dict(non_default_only=True), "dataset": dataset.manifest["fingerprint"]})
+    finished = read_manifest(output_dir)
+    if is_complete(finished, digest) and not cfg.training.get("overwrite_output_dir"):
+        return TrainResult(output_dir, **finished["outputs"], metrics=finished["metrics"], reused=True)
+    storage.delete(storage.join(output_dir, MANIFEST_NAME))  # unfinished until the new manifest lands
     ensure_ray(cfg.ray.ray_init_kwargs)
     run_config = build_run_config(cfg)
-    output_dir = Path(cfg.training["output_dir"]).expanduser().resolve()
     if cfg.training.get("overwrite_output_dir"):
-        _forget_previous_run(run_config, output_dir)
+        _forget_previous_run(cfg, run_config, output_dir)
     scaling = build_scaling_config(cfg.ray, ray.cluster_resources().get("GPU", 0))
     datasets = materialize_datasets(dataset.path)
     loop_config = build_loop_config(cfg, output_dir, use_gpu=scaling.use_gpu, mlflow_run_id=mlflow_run_id)
@@ -175,34 +309,46 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
         run_config=run_config,
         datasets=datasets,
     )
-    with _progress(output_dir, enabled=show_progress), worker_errors_as_lf_ray_errors():
+    with _progress(written_locally(output_dir), enabled=show_progress), worker_errors_as_lf_ray_errors():
         result = trainer.fit()
-    return TrainResult(
-        output_dir=output_dir,
-        run_path=result.path,
-        checkpoint_path=result.checkpoint.path if result.checkpoint else None,
-        metrics=_final_metrics(output_dir),
-        dataset_path=dataset.path,
+    outputs = {
+        "run_path": result.path,
+        "checkpoint_path": result.checkpoint.path if result.checkpoint else None,
+        "dataset_path": dataset.path,
+    }
+    metrics = _final_metrics(output_dir)
+    # the commit mark, after rank 0's outputs: `lf-ray train` again with the same config and data reuses them
+    inputs = {"dataset": dataset.manifest["fingerprint"]}
+    write_manifest(
+        output_dir, build_manifest("model", fingerprint=digest, inputs=inputs, outputs=outputs, metrics=metrics)
     )
+    return TrainResult(output_dir, **outputs, metrics=metrics)
 
 
-def materialize_datasets(dataset_path: Path) -> dict[str, Any]:
-    """The tokenized splits as Ray Datasets, materialized: on small clusters a streaming read started by
-    `fit()` would wait forever behind the workers holding every CPU."""
+def materialize_datasets(dataset_path: str) -> dict[str, Any]:
+    """The tokenized splits (a local path or a URI) as Ray Datasets, materialized: on small clusters a streaming
+    read started by `fit()` would wait forever behind the workers holding every CPU."""
     import ray.data
 
-    datasets = {DATASET_TRAIN_DIR: ray.data.read_parquet(str(dataset_path / DATASET_TRAIN_DIR)).materialize()}
-    if (dataset_path / DATASET_EVAL_DIR).exists():
-        datasets[DATASET_EVAL_DIR] = ray.data.read_parquet(str(dataset_path / DATASET_EVAL_DIR)).materialize()
+    datasets = {}
+    for split in (DATASET_TRAIN_DIR, DATASET_EVAL_DIR):
+        location = storage.join(dataset_path, split)
+        if split == DATASET_TRAIN_DIR or storage.is_dir(location):
+            datasets[split] = ray.data.read_parquet(location).materialize()
     return datasets
 
 
+def written_locally(output_dir: str) -> Path:
+    """Where rank 0 writes the outputs: `output_dir` itself, or for a URI a node-local folder it uploads at the end."""
+    return storage.local_mirror(output_dir) if storage.is_uri(output_dir) else Path(output_dir)
+
+
 def build_loop_config(
-    cfg: LfRayConfig, output_dir: Path, *, use_gpu: bool, mlflow_run_id: str | None = None
+    cfg: LfRayConfig, output_dir: str, *, use_gpu: bool, mlflow_run_id: str | None = None
 ) -> dict[str, Any]:
     """What `train_loop_per_worker` receives: the config, where to write, the resolved DeepSpeed config, and
     the MLflow run the workers join (None: they create one when `report_to` asks for MLflow)."""
-    loop_config = {"config": cfg.to_dict(), "output_dir": str(output_dir), "deepspeed": None}
+    loop_config = {"config": cfg, "output_dir": output_dir, "deepspeed": None}  # validated once, here; it pickles
     if cfg.training.get("deepspeed"):  # resolved here: workers run elsewhere, where a relative path means nothing
         from lf_ray.train.deepspeed import resolve_deepspeed_config
 
@@ -212,21 +358,21 @@ def build_loop_config(
     return loop_config
 
 
-def _final_metrics(output_dir: Path) -> dict[str, Any]:
+def _final_metrics(output_dir: str) -> dict[str, Any]:
     """`all_results.json` as rank 0 wrote it (Ray keeps metrics only alongside checkpoints)."""
     try:
-        return json.loads((output_dir / "all_results.json").read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads(storage.read_text(storage.join(output_dir, "all_results.json")))
+    except (OSError, ValueError, storage.StorageError):
         return {}
 
 
-def _forget_previous_run(run_config: RunConfig, output_dir: Path) -> None:
+def _forget_previous_run(cfg: LfRayConfig, run_config: RunConfig, output_dir: str) -> None:
     """`overwrite_output_dir: true` starts afresh: no resume from the old run or its checkpoints."""
-    if "://" not in run_config.storage_path:
-        shutil.rmtree(Path(run_config.storage_path) / run_config.name, ignore_errors=True)
-    for stale in output_dir.glob("checkpoint-*"):
+    storage.delete(storage.join(storage_path(cfg), run_config.name))
+    local = written_locally(output_dir)
+    for stale in local.glob("checkpoint-*"):
         shutil.rmtree(stale, ignore_errors=True)
-    (output_dir / "trainer_log.jsonl").unlink(missing_ok=True)
+    (local / "trainer_log.jsonl").unlink(missing_ok=True)
 
 
 class _progress:

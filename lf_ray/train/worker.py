@@ -25,14 +25,17 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     import torch
     from ray.train.huggingface.transformers import RayTrainReportCallback
 
-    from lf_ray.config import prepare_config
+    from lf_ray import storage
     from lf_ray.data.tokenizer_spec import tokenizer_spec
     from lf_ray.model.loading import load_model
+    from lf_ray.stages import STAGES
     from lf_ray.train.arguments import build_training_arguments, training_environment
-    from lf_ray.train.stages import STAGES, StageContext
+    from lf_ray.train.launcher import written_locally
+    from lf_ray.train.stages import StageContext, build_trainer
 
-    cfg = prepare_config(None, base=loop_config["config"])
-    output_dir = loop_config["output_dir"]
+    cfg: LfRayConfig = loop_config["config"]  # validated on the driver: no rule runs again per worker
+    output_uri = loop_config["output_dir"]
+    output_dir = str(written_locally(output_uri))  # a URI's outputs are written here, then uploaded by rank 0
     os.environ.update(training_environment(cfg))  # keys transformers 5 reads from the environment
     if loop_config.get("deepspeed") and not torch.cuda.is_available():
         from lf_ray.train.deepspeed import disable_deepspeed_shm_build
@@ -41,7 +44,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     train_dataset, eval_dataset = _shard("train"), _shard("eval")
     tokenizer, _ = tokenizer_spec(cfg).load()  # with the template's eos / pad / stop words, as preprocessing had
-    task = "reward" if cfg.finetuning.stage == "rm" else "causal_lm"
+    task = "reward" if STAGES[cfg.finetuning.stage].model_head == "reward" else "causal_lm"
     model, tokenizer = load_model(cfg, for_training=True, task=task, tokenizer=tokenizer)
     training_args = build_training_arguments(
         cfg, output_dir=output_dir, overrides=_argument_overrides(cfg, loop_config)
@@ -56,11 +59,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, loop_config.get("mlflow_run_id"))],
         optimizer=_optimizer(model, training_args, cfg),
     )
-    trainer = keep_worker_shard(STAGES[cfg.finetuning.stage](context))
+    trainer = keep_worker_shard(build_trainer(context))
 
     with _resume_point(cfg) as checkpoint:
         result = trainer.train(resume_from_checkpoint=checkpoint)
     _save_outputs(trainer, tokenizer, cfg, result.metrics, output_dir)
+    if storage.is_uri(output_uri) and trainer.is_world_process_zero():
+        _upload_outputs(output_dir, output_uri)
     ray.train.report(metrics={**result.metrics, "step": trainer.state.global_step})
 
 
@@ -181,6 +186,19 @@ def _resume_point(cfg: LfRayConfig) -> Iterator[str | None]:
         return
     with checkpoint.as_directory() as directory:
         yield f"{directory}/{RayTrainReportCallback.CHECKPOINT_NAME}"
+
+
+def _upload_outputs(local: str, uri: str) -> None:
+    """Commit rank 0's outputs at `uri`: the files of LLaMA-Factory's layout, without the local checkpoint-N
+    folders (Ray Train has already persisted those to its storage)."""
+    import shutil
+    from pathlib import Path
+
+    from lf_ray.artifacts import publish
+
+    for checkpoint in Path(local).glob("checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    publish(Path(local), uri)
 
 
 def _save_outputs(trainer: Trainer, tokenizer, cfg: LfRayConfig, metrics: dict[str, Any], output_dir: str) -> None:

@@ -12,14 +12,14 @@ completed trial's folder, with a manifest) and `tune_results.csv` / `tune_result
 from __future__ import annotations
 
 import dataclasses
-import re
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lf_ray.artifacts import atomic_directory, write_json
+from lf_ray import storage
+from lf_ray.artifacts import atomic_directory, build_manifest, publish, write_json
 from lf_ray.config.tune_args import TuneSpec, parse_tune_spec
 from lf_ray.constants import MANIFEST_NAME
 from lf_ray.errors import ConfigError
@@ -47,17 +47,17 @@ BEST_DIR = "best"
 class TuneResult:
     """What a sweep produced; `best_output_dir` is the step's artifact (feeds eval and export)."""
 
-    output_dir: Path
-    best_output_dir: Path
+    output_dir: str  # a local path or a URI
+    best_output_dir: str
     best_trial_id: str
     best_config: dict[str, Any]
     best_metrics: dict[str, Any]
-    table_path: Path
-    json_path: Path
+    table_path: str
+    json_path: str
     trials: list[TrialRow]
     plan: TrialPlan
     mlflow_run_id: str | None
-    dataset_path: Path
+    dataset_path: str
 
 
 def tune_spec(cfg: LfRayConfig) -> TuneSpec:
@@ -80,9 +80,9 @@ def sweep_name(cfg: LfRayConfig) -> str:
     """`ray_run_name`, else derived from the stage and `output_dir` (stable across invocations)."""
     if cfg.ray.ray_run_name:
         return cfg.ray.ray_run_name
-    output = Path(cfg.training.get("output_dir") or "output").expanduser().resolve()
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(output.parts[-3:]))
-    return f"lf_ray_tune_{cfg.finetuning.stage}_{slug}"
+    from lf_ray.train.launcher import output_slug
+
+    return f"lf_ray_tune_{cfg.finetuning.stage}_{output_slug(cfg)}"
 
 
 def run_tune(
@@ -99,16 +99,22 @@ def run_tune(
     from lf_ray.cluster import ensure_ray
     from lf_ray.data.preprocess import run_preprocess
     from lf_ray.tracking.mlflow_tracking import tracking_uri
-    from lf_ray.train.launcher import check_model_fits_finetuning, check_trainable, materialize_datasets
+    from lf_ray.train.launcher import (
+        check_model_fits_finetuning,
+        check_trainable,
+        materialize_datasets,
+        written_locally,
+    )
     from lf_ray.tune.resources import plan_trials
 
     spec = tune_spec(cfg)
     if output_dir is not None:  # a copy: the caller's config stays as it was
         cfg = dataclasses.replace(cfg, training={**cfg.training, "output_dir": str(output_dir)})
     check_trainable(cfg)
-    out = Path(cfg.training["output_dir"]).expanduser().resolve()
+    target = storage.resolve(cfg.training["output_dir"])
+    out = written_locally(target)  # for a URI: a node-local folder, uploaded once the sweep ends
     name = sweep_name(cfg)
-    _prepare_output(cfg, out, name)
+    _prepare_output(cfg, target, name)
     dataset = run_preprocess(cfg)  # once, for every trial
     check_model_fits_finetuning(cfg)
     ensure_ray(cfg.ray.ray_init_kwargs)
@@ -132,15 +138,17 @@ def run_tune(
     print(f"[tune] {len(rows)} trial(s), {spec.metric} ({spec.mode}), * = best:\n{table}", flush=True)
     _finish_tracking(sweep_run, rows, best_id, [csv_path, json_path], uri)
     best = select_best(rows, spec.metric, spec.mode)  # the clear error when no trial completed
-    best_dir = _publish_best(best, out, spec, dataset.path)
+    _publish_best(best, out, spec, dataset.path)
+    if target != str(out):
+        _upload_sweep(out, target)
     return TuneResult(
-        output_dir=out,
-        best_output_dir=best_dir,
+        output_dir=target,
+        best_output_dir=storage.join(target, BEST_DIR),
         best_trial_id=best.trial_id,
         best_config=dict(best.params),
         best_metrics=dict(best.metrics),
-        table_path=csv_path,
-        json_path=json_path,
+        table_path=storage.join(target, csv_path.name),
+        json_path=storage.join(target, json_path.name),
         trials=rows,
         plan=plan,
         mlflow_run_id=sweep_run,
@@ -162,22 +170,30 @@ def _free_resources(settle_s: float = 10.0) -> dict[str, float]:
         time.sleep(0.5)
 
 
-def _prepare_output(cfg: LfRayConfig, out: Path, name: str) -> None:
+def _prepare_output(cfg: LfRayConfig, target: str, name: str) -> None:
     """A sweep starts afresh: an earlier sweep's trials are replaced only with `overwrite_output_dir: true`."""
-    from lf_ray.train.launcher import storage_path
+    from lf_ray.train.launcher import storage_path, written_locally
 
-    previous = [path for path in (out / TRIALS_DIR, out / BEST_DIR) if path.exists()]
+    previous = [storage.join(target, d) for d in (TRIALS_DIR, BEST_DIR) if storage.is_dir(storage.join(target, d))]
     if previous and not cfg.training.get("overwrite_output_dir"):
         raise ConfigError(
-            f"output_dir {out} already holds a sweep ({previous[0].name}/); set `overwrite_output_dir: true` "
+            f"output_dir {target} already holds a sweep ({previous[0]}); set `overwrite_output_dir: true` "
             "to replace it, or choose another `output_dir`"
         )
     for path in previous:
-        shutil.rmtree(path)
-    storage = storage_path(cfg)
-    if "://" not in storage:
-        for stale in (Path(storage) / name, Path(storage) / f"{name}_train"):
-            shutil.rmtree(stale, ignore_errors=True)
+        storage.delete(path)
+    for folder in (TRIALS_DIR, BEST_DIR):  # a URI's local staging folder from an interrupted sweep
+        shutil.rmtree(written_locally(target) / folder, ignore_errors=True)
+    for stale in (name, f"{name}_train"):
+        storage.delete(storage.join(storage_path(cfg), stale))
+
+
+def _upload_sweep(local: Path, target: str) -> None:
+    """Commit a sweep's outputs at a URI, without the trials' local checkpoint-N folders (Ray Train has persisted
+    them to its storage)."""
+    for checkpoint in (local / TRIALS_DIR).glob("*/checkpoint-*"):
+        shutil.rmtree(checkpoint, ignore_errors=True)
+    publish(local, target)
 
 
 def _trial_context(
@@ -188,11 +204,10 @@ def _trial_context(
     from lf_ray.train.launcher import storage_path
     from lf_ray.tune.trial import TrialContext
 
-    storage = storage_path(cfg)
     return TrialContext(
         base=cfg.to_dict(non_default_only=True),
         trials_dir=str(out / TRIALS_DIR),
-        train_storage=f"{storage.rstrip('/')}/{name}_train",
+        train_storage=storage.join(storage_path(cfg), f"{name}_train"),
         plan=plan,
         metric=spec.metric,
         cluster_gpus=ray.cluster_resources().get("GPU", 0.0),
@@ -208,11 +223,12 @@ def _fit_sweep(
     """Run the Tuner; return one record per trial (id, sampled config, last result, error)."""
     from ray import tune
 
-    from lf_ray.train.launcher import storage_path
+    from lf_ray.train.launcher import ray_storage
     from lf_ray.tune.space import build_param_space, build_scheduler, build_search_alg
     from lf_ray.tune.trial import LfRayTrial
 
     plan = context.plan
+    path, filesystem = ray_storage(cfg)
     recorder = _trial_recorder(spec.metric, show_progress)
     trainable = tune.with_resources(
         tune.with_parameters(LfRayTrial, context=context, datasets=datasets), {"CPU": plan.driver_cpus}
@@ -230,7 +246,8 @@ def _fit_sweep(
         ),
         run_config=tune.RunConfig(
             name=name,
-            storage_path=storage_path(cfg),
+            storage_path=path,
+            storage_filesystem=filesystem,
             callbacks=[recorder],
             checkpoint_config=tune.CheckpointConfig(checkpoint_at_end=False),  # PBT asks for the ones it needs
             verbose=0,
@@ -287,17 +304,17 @@ def _publish_best(best: TrialRow, out: Path, spec: TuneSpec, dataset_path: Path)
     ignore = shutil.ignore_patterns("checkpoint-*", "pbt-start-*")
     with atomic_directory(target) as tmp:
         shutil.copytree(source, tmp, dirs_exist_ok=True, ignore=ignore)
-        manifest = {
-            "kind": "tune_best",
-            "trial_id": best.trial_id,
-            "metric": spec.metric,
-            "mode": spec.mode,
-            "value": best.metric,
-            "config": best.params,
-            "metrics": best.metrics,
-            "source": str(source),
-            "dataset": str(dataset_path),
-        }
+        manifest = build_manifest(
+            "tune_best",
+            inputs={"dataset": str(dataset_path)},
+            metrics=best.metrics,
+            trial_id=best.trial_id,
+            metric=spec.metric,
+            mode=spec.mode,
+            value=best.metric,
+            config=best.params,
+            source=str(source),
+        )
         write_json(tmp / MANIFEST_NAME, manifest)
     return target
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from lf_ray.errors import LfRayError
 from lf_ray.pipeline.report import run_row
 from lf_ray.pipeline.store import RunRecord, find_run, find_runs
@@ -14,7 +12,7 @@ MLFLOW_UI = "http://127.0.0.1:5000"
 
 
 def runs_table(where: str) -> list[list[str]]:
-    return [run_row(record) for record in find_runs(Path(where or "."))]
+    return [run_row(record) for record in find_runs(where or ".")]
 
 
 def mlflow_link(record: RunRecord) -> str | None:
@@ -38,7 +36,7 @@ def run_details(where: str, run_id: str | None, dashboard: str, lang: str) -> st
     if not run_id:
         return message("info_no_runs", lang, path=where)
     try:
-        record = find_run(Path(where), run_id)
+        record = find_run(where, run_id)
     except LfRayError as err:
         return str(err)
     data = record.data

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -48,9 +49,9 @@ def test_output_equals_the_pure_processors(tmp_path):
         for row in expected
         if row["_drop_reason"] is None
     ]
-    assert _read(result.path / "train") == expected
+    assert _read(Path(result.path) / "train") == expected
 
-    manifest = json.loads((result.path / "manifest.json").read_text())
+    manifest = json.loads((Path(result.path) / "manifest.json").read_text())
     train = manifest["splits"]["train"]
     assert train["rows_in"] == splits.train.num_rows
     assert train["rows_out"] == len(expected)
@@ -74,13 +75,13 @@ def test_second_run_reuses_and_overwrite_cache_rebuilds(tmp_path):
 def test_same_rows_with_one_and_two_workers(tmp_path):
     one = run_preprocess(_config(tmp_path / "one", "preprocessing_batch_size=16"), workers=1)
     two = run_preprocess(_config(tmp_path / "two", "preprocessing_batch_size=16"), workers=2)
-    assert _read(one.path / "train") == _read(two.path / "train")
-    assert _read(one.path / "eval") == _read(two.path / "eval")
+    assert _read(Path(one.path) / "train") == _read(Path(two.path) / "train")
+    assert _read(Path(one.path) / "eval") == _read(Path(two.path) / "eval")
 
 
 def test_neat_packing_layout(tmp_path):
     result = run_preprocess(_config(tmp_path, "packing=true", "neat_packing=true", "val_size=0"))
-    rows = _read(result.path / "train")
+    rows = _read(Path(result.path) / "train")
     assert rows and all(len(row["input_ids"]) == 129 for row in rows)
     first = rows[0]
     segments = [mask for mask in first["attention_mask"] if mask]
@@ -93,7 +94,7 @@ def test_neat_packing_layout(tmp_path):
 def test_pretrain_chunks_to_cutoff(tmp_path):
     cfg = _config(tmp_path, "stage=pt", "dataset=c4_demo", "val_size=0", "cutoff_len=64")
     result = run_preprocess(cfg)
-    rows = _read(result.path / "train")
+    rows = _read(Path(result.path) / "train")
     assert rows and all(len(row["input_ids"]) == 64 for row in rows)
     assert result.manifest["splits"]["train"]["processor"] == "pretrain"
 
@@ -102,7 +103,7 @@ def test_dpo_and_kto_columns(tmp_path):
     dpo = run_preprocess(_config(tmp_path / "dpo", "stage=dpo", "dataset=dpo_en_demo", "val_size=0"))
     assert dpo.manifest["splits"]["train"]["columns"][0] == "chosen_input_ids"
     kto = run_preprocess(_config(tmp_path / "kto", "stage=kto", "dataset=kto_en_demo", "val_size=0"))
-    tags = [row["kto_tags"] for row in _read(kto.path / "train")]
+    tags = [row["kto_tags"] for row in _read(Path(kto.path) / "train")]
     assert set(tags) == {True, False}
 
 
@@ -117,8 +118,12 @@ def test_pairwise_data_for_sft_is_a_clear_error(tmp_path):
 def test_plain_packing_keeps_every_token_and_counts_no_padding(tmp_path):
     packed = run_preprocess(_config(tmp_path / "packed", "packing=true", "val_size=0"))
     unpacked = run_preprocess(_config(tmp_path / "unpacked", "val_size=0"))
-    packed_rows, unpacked_rows = _read(packed.path / "train"), _read(unpacked.path / "train")
+    packed_rows, unpacked_rows = _read(Path(packed.path) / "train"), _read(Path(unpacked.path) / "train")
     assert all(set(row["attention_mask"]) == {1} for row in packed_rows)  # LF: padding is attended too
-    assert packed.manifest["tokens"] == unpacked.manifest["tokens"] == sum(len(r["input_ids"]) for r in unpacked_rows)
+    assert (
+        packed.manifest["metrics"]["tokens"]
+        == unpacked.manifest["metrics"]["tokens"]
+        == sum(len(r["input_ids"]) for r in unpacked_rows)
+    )
     real_labels = sorted(label for row in packed_rows for label in row["labels"] if label != -100)
     assert real_labels == sorted(label for row in unpacked_rows for label in row["labels"] if label != -100)

@@ -26,10 +26,11 @@ def write_info(folder: Path, info: object) -> str:
 
 
 def test_resolve_dataset_dir_maps_builtin_to_the_shipped_demo_data(tmp_path, monkeypatch):
-    assert resolve_dataset_dir("builtin") == DEMO_DATA_DIR
-    assert resolve_dataset_dir(str(tmp_path)) == tmp_path
+    assert resolve_dataset_dir("builtin") == str(DEMO_DATA_DIR)
+    assert resolve_dataset_dir(str(tmp_path)) == str(tmp_path)
+    assert resolve_dataset_dir("s3://bucket/data") == "s3://bucket/data"
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert resolve_dataset_dir("~/data") == tmp_path / "data"
+    assert resolve_dataset_dir("~/data") == str(tmp_path / "data")
 
 
 def test_builtin_registry_has_the_demo_datasets():
@@ -168,7 +169,7 @@ def test_unknown_entry_key_suggests_the_closest(tmp_path):
     assert (
         f"unknown key `file_nme` in dataset_info.json entry `mine` in `{folder}`; did you mean `file_name`?" in message
     )
-    assert "allowed: columns, file_name, folder, formatting" in message
+    assert "allowed: cloud_file_name, columns, file_name, folder, formatting" in message
 
 
 def test_unknown_column_key_suggests_the_closest():

@@ -68,7 +68,7 @@ def test_merged_logits_equal_base_plus_adapter(lora_export, lora_adapter, tiny_l
 
 
 def test_export_folder_contents(lora_export, lora_adapter):
-    out = lora_export.export_dir
+    out = Path(lora_export.export_dir)
     assert lora_export.shards == ["model.safetensors"]
     for name in ("config.json", "generation_config.json", "tokenizer.json", "Modelfile", "manifest.json"):
         assert name in lora_export.files
@@ -101,7 +101,7 @@ def test_exported_tokenizer_renders_like_training(lora_export, tiny_llama_path):
 
 def test_generation_config_stops_on_template_stop_words(lora_export):
     tokenizer = AutoTokenizer.from_pretrained(lora_export.export_dir)
-    config = json.loads((lora_export.export_dir / "generation_config.json").read_text())
+    config = json.loads((Path(lora_export.export_dir) / "generation_config.json").read_text())
     stop = sorted(tokenizer.convert_tokens_to_ids(["<|eot_id|>", "<|eom_id|>"]))
     assert config["eos_token_id"] == stop
     assert config["pad_token_id"] == tokenizer.pad_token_id

@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
 from lf_ray.constants import DEMO_DATA_DIR
-from lf_ray.errors import ConfigError
+from lf_ray.errors import ConfigError, LfRayError
 from lf_ray.pipeline.plan import plan_pipeline
 from lf_ray.pipeline.spec import parse_pipeline
 
@@ -40,22 +41,22 @@ def test_steps_get_their_inputs_and_their_folders(tmp_path):
     plan = _plan(_raw(tmp_path))
     data, sft, ev, export = (plan.steps[k] for k in ("data", "sft", "eval", "export"))
     root = tmp_path / "store" / "tiny"
-    assert data.artifact_dir == root / "steps" / "data" / data.fingerprint[:12]
-    assert data.config["tokenized_path"] == str(data.artifact_dir / "dataset")
+    assert data.artifact == str(root / "steps" / "data" / data.fingerprint[:12])
+    assert data.config["tokenized_path"] == str(Path(data.artifact) / "dataset")
     # train: the preprocess step's data keys and dataset, its own folder, Ray Train storage in the pipeline
     assert sft.config["tokenized_path"] == data.outputs["dataset"]
     assert (sft.config["dataset"], sft.config["cutoff_len"], sft.config["val_size"]) == (["identity"], 64, 0.1)
-    assert sft.config["output_dir"] == str(sft.artifact_dir / "model")
+    assert sft.config["output_dir"] == str(Path(sft.artifact) / "model")
     assert sft.config["ray_storage_path"] == str(root / "ray_train")
-    assert sft.outputs["adapters"] == [str(sft.artifact_dir / "model")]
+    assert sft.outputs["adapters"] == [str(Path(sft.artifact) / "model")]
     # eval / export: the trained model's location and the template it was trained with, not its data
     for consumer in (ev, export):
         assert consumer.config["model_name_or_path"] == "builtin:tiny-llama"
         assert consumer.config["adapter_name_or_path"] == [sft.config["output_dir"]]
         assert consumer.config["cutoff_len"] == 64 and consumer.config["template"] == "llama3"
         assert "dataset" not in consumer.config and "max_steps" not in consumer.config
-    assert ev.config["save_dir"] == str(ev.artifact_dir / "results")
-    assert export.config["export_dir"] == str(export.artifact_dir / "model")
+    assert ev.config["save_dir"] == str(Path(ev.artifact) / "results")
+    assert export.config["export_dir"] == str(Path(export.artifact) / "model")
     assert export.resources == {"CPU": 1.0} and sft.resources == {"CPU": 0.0}
     assert [step.id for step in plan.to_run] == ["data", "sft", "eval", "export"]
 
@@ -97,10 +98,10 @@ def test_a_finished_artifact_with_the_same_fingerprint_is_reused_and_forcing_rer
     raw = _raw(tmp_path)
     plan = _plan(raw)
     data = plan.steps["data"]
-    data.artifact_dir.mkdir(parents=True)
-    (data.artifact_dir / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": "other"}))
+    Path(data.artifact).mkdir(parents=True)
+    (Path(data.artifact) / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": "other"}))
     assert not _plan(raw).steps["data"].cached
-    (data.artifact_dir / "manifest.json").write_text(
+    (Path(data.artifact) / "manifest.json").write_text(
         json.dumps({"status": "complete", "fingerprint": data.fingerprint})
     )
     again = _plan(raw)
@@ -172,13 +173,17 @@ def test_explicit_references_resolve_to_the_inputs_outputs(tmp_path):
         ),
         (lambda raw: raw["steps"][2]["with"].update(task="demo_mmlu", task_dir="nowhere"), r"no task.json in nowhere"),
         (lambda raw: raw["steps"][2]["with"].update(predict_with_generate=True, eval_dataset=None), r"eval_dataset"),
-        (lambda raw: raw.update(storage_path="s3://bucket/runs"), r"is a URI.*ray_storage_path: s3://"),
+        (  # the eval split rule is one rule: no `val_size` upstream and no `eval_dataset` fails at plan time
+            lambda raw: raw["steps"][0]["with"].pop("val_size") and raw["steps"][2]["with"].pop("eval_dataset"),
+            r"step `eval`.*nothing to evaluate",
+        ),
+        (lambda raw: raw.update(storage_path="ftp://host/runs"), r"ftp://host/runs"),
     ],
 )
 def test_bad_step_configs_are_refused_before_anything_runs(tmp_path, edit, message):
     raw = _raw(tmp_path)
     edit(raw)
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(LfRayError, match=message):  # a ConfigError, or a StorageError for the storage path
         _plan(raw)
 
 
@@ -189,6 +194,8 @@ def test_a_serve_step_takes_the_exported_model_and_is_deployed_every_run(tmp_pat
     api, export = plan.steps["api"], plan.steps["export"]
     assert api.config["model_name_or_path"] == export.outputs["model"] and "adapter_name_or_path" not in api.config
     assert api.config["template"] == "llama3" and api.config["cutoff_len"] == 64
-    api.artifact_dir.mkdir(parents=True)
-    (api.artifact_dir / "manifest.json").write_text(json.dumps({"status": "complete", "fingerprint": api.fingerprint}))
+    Path(api.artifact).mkdir(parents=True)
+    (Path(api.artifact) / "manifest.json").write_text(
+        json.dumps({"status": "complete", "fingerprint": api.fingerprint})
+    )
     assert not _plan(raw).steps["api"].cached

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import pytest
 
@@ -65,10 +66,10 @@ def test_deployment_options():
 def test_replica_config_makes_local_paths_absolute(tmp_path, monkeypatch):
     (tmp_path / "adapter").mkdir()
     monkeypatch.chdir(tmp_path)
-    args = replica_config(cfg("lora_modules=a=adapter,b=s3://bucket/b", "temperature=0.2"))
-    assert args["lora_modules"] == {"a": str(tmp_path / "adapter"), "b": "s3://bucket/b"}
-    assert args["model_name_or_path"] == "builtin:tiny-qwen" and args["temperature"] == 0.2
-    assert prepare_config(None, base=args).serve.lora_adapters()["a"] == str(tmp_path / "adapter")
+    replica = replica_config(cfg("lora_modules=a=adapter,b=s3://bucket/b", "temperature=0.2"))
+    assert replica.serve.lora_adapters() == {"a": str(tmp_path / "adapter"), "b": "s3://bucket/b"}
+    assert replica.model.model_name_or_path == "builtin:tiny-qwen" and replica.generating.temperature == 0.2
+    assert pickle.loads(pickle.dumps(replica)) == replica  # what Serve ships to every replica, validated once
 
 
 def test_host_and_port_from_config_then_environment(monkeypatch):
@@ -147,6 +148,6 @@ def test_build_app_takes_the_keys_serve_run_and_kuberay_pass():
     server = ingress.init_args[0]._bound_deployment
     assert (ingress.name, ingress.init_args[1:]) == ("OpenAIIngress", ("tiny-qwen", ["a"], None))
     assert (server.name, server.num_replicas) == ("LLMServer", 2)
-    assert server.init_args[0]["lora_modules"] == {"a": "/x/a"}
+    assert server.init_args[0].serve.lora_adapters() == {"a": "/x/a"}
     with pytest.raises(ConfigError, match="num_replicas"):
         build_app({**args, "num_replicas": "two"})

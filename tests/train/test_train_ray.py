@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from lf_ray.config import prepare_config
-from lf_ray.errors import ConfigError, ModelError
+from lf_ray.errors import ConfigError
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.train.launcher import run_training
 
@@ -41,7 +42,7 @@ def _cfg(tmp_path, stage: str, dataset: str, *overrides: str):
 
 
 def _losses(output_dir):
-    return [entry["loss"] for entry in read_trainer_log(output_dir / "trainer_log.jsonl") if entry.get("loss")]
+    return [entry["loss"] for entry in read_trainer_log(Path(output_dir) / "trainer_log.jsonl") if entry.get("loss")]
 
 
 STAGE_CASES = [
@@ -57,7 +58,7 @@ STAGE_CASES = [
 @pytest.mark.parametrize(("stage", "dataset", "extra"), STAGE_CASES, ids=lambda v: str(v))
 def test_stage_trains_with_two_workers_and_writes_llamafactory_outputs(tmp_path, stage, dataset, extra):
     result = run_training(_cfg(tmp_path, stage, dataset, *extra), show_progress=False)
-    out = result.output_dir
+    out = Path(result.output_dir)
     losses = _losses(out)
     assert len(losses) >= 4 and losses[-1] < losses[0], losses  # overfitting a small fixed set
     assert (out / "adapter_model.safetensors").is_file() and (out / "adapter_config.json").is_file()
@@ -97,6 +98,6 @@ def test_bad_inputs_fail_on_the_driver_before_any_worker_starts(tmp_path):
         run_training(_cfg(tmp_path, "sft", "identity", "finetuning_type=freeze", "freeze_trainable_layers=5"))
     with pytest.raises(ConfigError, match=r"resume_from_checkpoint .* is not a readable checkpoint"):
         run_training(_cfg(tmp_path, "sft", "identity", f"resume_from_checkpoint={tmp_path / 'nope'}"))
-    with pytest.raises(ModelError, match="does not exist"):
+    with pytest.raises(ConfigError, match="does not exist"):
         run_training(_cfg(tmp_path, "sft", "identity", "model_name_or_path=./no/such/model"))
     assert not (tmp_path / "ray").exists()  # no Ray Train run was ever created

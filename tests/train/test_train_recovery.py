@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,13 +39,18 @@ def _cfg(tmp_path, *overrides: str):
 
 
 def _logged_steps(output_dir):
-    return [entry["current_steps"] for entry in read_trainer_log(output_dir / "trainer_log.jsonl") if "loss" in entry]
+    log = read_trainer_log(Path(output_dir) / "trainer_log.jsonl")
+    return [entry["current_steps"] for entry in log if "loss" in entry]
 
 
 def test_a_second_run_resumes_at_the_next_step(tmp_path):
     first = run_training(_cfg(tmp_path, "max_steps=4", "save_steps=2"), show_progress=False)
     assert _logged_steps(first.output_dir) == [1, 2, 3, 4]
-    assert first.checkpoint_path is not None
+    assert first.checkpoint_path is not None and not first.reused
+
+    again = run_training(_cfg(tmp_path, "max_steps=4", "save_steps=2"), show_progress=False)
+    assert again.reused and again.checkpoint_path == first.checkpoint_path  # the same config: nothing re-trained
+    assert again.metrics == first.metrics and _logged_steps(again.output_dir) == [1, 2, 3, 4]
 
     second = run_training(_cfg(tmp_path, "max_steps=8", "save_steps=2"), show_progress=False)
     assert _logged_steps(second.output_dir) == [1, 2, 3, 4, 5, 6, 7, 8]  # continued at 5, nothing twice
