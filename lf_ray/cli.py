@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 from lf_ray import __version__
 from lf_ray.errors import LfRayError
+from lf_ray.stages import TRAINABLE_STAGES
 
 CONFIG_HELP = "a YAML or JSON config with LLaMA-Factory's keys (see `lf-ray keys`)"
-STAGE_ALIASES = ("pt", "sft", "rm", "dpo", "kto")
 DEFAULT_RUNS_STORAGE = "saves/pipelines"
+VERBOSE_HELP = "print what Ray's workers print (tqdm bars, Ray Train and Ray Data notices) instead of logging it"
+STORAGE_HELP = "where the run's artifacts go instead of the pipeline's storage_path (a folder, or s3://... gs://...)"
 OVERRIDES_HELP = "key=value pairs that override the config file, e.g. learning_rate=1e-4 dataset=identity"
 
 
@@ -24,6 +26,7 @@ def _add_config_command(sub, name: str, help_text: str) -> argparse.ArgumentPars
     parser.add_argument("config", help=CONFIG_HELP)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and the plan; touch nothing")
+    parser.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
 
 
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--workers", type=int, help="tokenizer actors (default: preprocessing_num_workers or CPUs)")
 
     _add_config_command(sub, "train", "train a stage (pt, sft, rm, dpo, kto) on a Ray Train worker group")
-    for stage in STAGE_ALIASES:
+    for stage in TRAINABLE_STAGES:
         _add_config_command(sub, stage, f"train with stage: {stage} (same as `lf-ray train CONFIG stage={stage}`)")
 
     for name in ("export", "merge"):
@@ -65,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a pipeline (preprocess -> train -> eval -> export ...) on Ray")
     run.add_argument("pipeline", help="a pipeline YAML (see pipelines/)")
     run.add_argument("--dry-run", action="store_true", help="print the graph, each step's config and what is cached")
+    run.add_argument("--storage-path", metavar="URI", help=STORAGE_HELP)
+    run.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     forced = run.add_mutually_exclusive_group()
     forced.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and every step after it")
     forced.add_argument("--only", dest="only_step", metavar="STEP", help="re-run STEP alone (its inputs must exist)")
@@ -115,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--dry-run", action="store_true", help="print the graph and each step's config; touch nothing")
     demo.add_argument("--from", dest="from_step", metavar="STEP", help="re-run STEP and every step after it")
+    demo.add_argument("--storage-path", metavar="URI", help=STORAGE_HELP)
+    demo.add_argument("--verbose", action="store_true", help=VERBOSE_HELP)
     return parser
 
 
@@ -124,6 +131,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if getattr(args, "verbose", False):
+        import os
+
+        from lf_ray.constants import ENV_VERBOSE
+
+        os.environ[ENV_VERBOSE] = "1"  # read where Ray starts, and by the processes a command launches
     try:
         return COMMANDS[args.command](args)
     except LfRayError as err:
@@ -200,13 +213,15 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from lf_ray.data.preprocess import plan_preprocess
     from lf_ray.reporting import print_dry_run, print_train_plan, print_train_summary
-    from lf_ray.train.launcher import run_training
+    from lf_ray.train.launcher import check_trainable, run_training, training_checks
 
-    stage = [f"stage={args.command}"] if args.command in STAGE_ALIASES else []
+    stage = [f"stage={args.command}"] if args.command in TRAINABLE_STAGES else []
     cfg = _load(args.config, [*args.overrides, *stage])
     if args.dry_run:
         print_dry_run(cfg, plan_preprocess(cfg))
         print_train_plan(cfg)
+        check_trainable(cfg, require_inputs=True)  # every problem at once, as one ConfigError (exit status 2)
+        print(f"\n# checks passed: {', '.join(training_checks(cfg))}")
         return 0
     print_train_summary(run_training(cfg))
     return 0
@@ -260,12 +275,17 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _run_pipeline(path: str, args: argparse.Namespace) -> tuple[int, object]:
+    import dataclasses
+
     from lf_ray.pipeline.executor import hold_endpoints, run_pipeline
     from lf_ray.pipeline.plan import plan_pipeline
     from lf_ray.pipeline.report import print_plan, print_result
     from lf_ray.pipeline.spec import load_pipeline
 
-    plan = plan_pipeline(load_pipeline(path), from_step=args.from_step, only_step=getattr(args, "only_step", None))
+    spec = load_pipeline(path)
+    if args.storage_path:
+        spec = dataclasses.replace(spec, storage_path=args.storage_path)
+    plan = plan_pipeline(spec, from_step=args.from_step, only_step=getattr(args, "only_step", None))
     print_plan(plan, configs=args.dry_run)
     if args.dry_run:
         return 0, None
@@ -286,8 +306,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from lf_ray.pipeline.report import print_run, print_runs
     from lf_ray.pipeline.store import find_run, find_runs
 
-    where = Path(args.where)
-    if where.suffix in (".yaml", ".yml", ".json") and where.is_file():
+    where = args.where
+    if Path(where).suffix in (".yaml", ".yml", ".json") and Path(where).is_file():
         from lf_ray.pipeline.plan import pipeline_root
         from lf_ray.pipeline.spec import load_pipeline
 
@@ -404,5 +424,5 @@ COMMANDS = {
     "chat": cmd_chat,
     "webui": cmd_webui,
     "webchat": cmd_webchat,
-    **dict.fromkeys(STAGE_ALIASES, cmd_train),
+    **dict.fromkeys(TRAINABLE_STAGES, cmd_train),
 }

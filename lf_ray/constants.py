@@ -11,6 +11,9 @@ IGNORE_INDEX = -100
 ENV_HOME = "LF_RAY_HOME"
 ENV_RAY_ADDRESS = "RAY_ADDRESS"
 ENV_MLFLOW_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_VERBOSE = "LF_RAY_VERBOSE"
+"""`1`: Ray's workers print to the console as Ray does (what `--verbose` sets); otherwise they print to a log file
+under LF_RAY_HOME/logs and the console shows lf-ray's own lines."""
 ENV_LOG_LEVEL = "LF_RAY_LOG_LEVEL"
 """Log level of the Ray libraries' own messages (default WARNING: lf-ray prints its own summaries)."""
 

@@ -11,18 +11,23 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
+from lf_ray import storage
+from lf_ray.pipeline.plan import plan_pipeline
+from lf_ray.pipeline.spec import load_pipeline
 from lf_ray.tracking.trainer_log import read_trainer_log
+from lf_ray.train.launcher import written_locally
 from tests.e2e.conftest import BIN, job_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _pipeline(tmp_path: Path, max_steps: int) -> Path:
+def _pipeline(tmp_path: Path, storage_path: str, max_steps: int) -> Path:
     raw = {
         "name": "resumable",
-        "storage_path": str(tmp_path / "store"),
+        "storage_path": storage_path,
         "defaults": {"model_name_or_path": "builtin:tiny-llama", "template": "llama3", "dataset_dir": "builtin"},
         "steps": [
             {"id": "data", "uses": "preprocess", "with": {"dataset": "identity", "cutoff_len": 96}},
@@ -47,16 +52,25 @@ def _pipeline(tmp_path: Path, max_steps: int) -> Path:
     return path
 
 
-def _step_dirs(tmp_path: Path, step: str) -> list[Path]:
-    return sorted((tmp_path / "store" / "resumable" / "steps" / step).glob("*"))
+def _manifest(artifact: str) -> dict | None:
+    path = storage.join(artifact, "manifest.json")
+    return json.loads(storage.read_text(path)) if storage.is_file(path) else None
 
 
-def _logged_steps(output_dir: Path) -> list[int]:
-    return [entry["current_steps"] for entry in read_trainer_log(output_dir / "trainer_log.jsonl") if "loss" in entry]
+def _logged_steps(log: Path) -> list[int]:
+    return [entry["current_steps"] for entry in read_trainer_log(log) if "loss" in entry]
 
 
-def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
-    pipeline = _pipeline(tmp_path, max_steps=24)
+@pytest.fixture(params=["local", "s3"])
+def storage_path(request, tmp_path) -> str:
+    """A local store, and one on the S3 server, where the driver's node keeps only caches."""
+    if request.param == "local":
+        return str(tmp_path / "store")
+    return storage.join(request.getfixturevalue("s3_bucket"), "store")
+
+
+def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, storage_path):
+    pipeline = _pipeline(tmp_path, storage_path, max_steps=24)
     driver = subprocess.Popen(
         [str(BIN / "lf-ray"), "run", str(pipeline)],
         cwd=tmp_path,
@@ -65,11 +79,14 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its Ray processes share its process group, so they can all be stopped
     )
+    planned = plan_pipeline(load_pipeline(pipeline)).steps
+    data_dir, sft_dir, export_dir = (planned[step].artifact for step in ("data", "sft", "export"))
+    # rank 0 writes the trainer log here while it trains, and for a URI uploads the folder when training ends
+    log = written_locally(planned["sft"].outputs["model"]) / "trainer_log.jsonl"
     try:
         deadline = time.time() + 420
         while time.time() < deadline and driver.poll() is None:
-            sft = _step_dirs(tmp_path, "sft")
-            if sft and max(_logged_steps(sft[0] / "model") or [0]) >= 5:  # past the checkpoint at step 4
+            if log.exists() and max(_logged_steps(log) or [0]) >= 5:  # past the checkpoint at step 4
                 break
             time.sleep(0.5)
         assert driver.poll() is None, "the pipeline finished or died before it could be killed"
@@ -79,11 +96,8 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
         time.sleep(2)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)  # Ray's processes of that driver, if any outlived it
-    (data_dir,) = _step_dirs(tmp_path, "data")
-    (sft_dir,) = _step_dirs(tmp_path, "sft")
-    assert (data_dir / "manifest.json").exists() and not (sft_dir / "manifest.json").exists()
-    data_written = (data_dir / "manifest.json").stat().st_mtime_ns
-    log = sft_dir / "model" / "trainer_log.jsonl"
+    assert _manifest(data_dir) and not _manifest(sft_dir)
+    data_written = _manifest(data_dir)["created_at"]
     lines = log.read_text().splitlines()
     marked = json.loads(lines[0]) | {"written_before_the_kill": True}
     log.write_text("\n".join([json.dumps(marked), *lines[1:]]) + "\n")
@@ -98,12 +112,21 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path):
     )
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "data: cached" in rerun.stdout
-    assert (data_dir / "manifest.json").stat().st_mtime_ns == data_written  # preprocess did not run again
-    assert json.loads((sft_dir / "manifest.json").read_text())["status"] == "complete"
-    entries = read_trainer_log(log)
-    assert entries[0].get("written_before_the_kill")  # kept: training resumed from the checkpoint, not step 0
-    assert _logged_steps(sft_dir / "model") == list(range(1, 25))  # no step lost or counted twice
-    assert (_step_dirs(tmp_path, "export")[0] / "manifest.json").exists()
+    # a quiet console: the train step's progress lines, none of what Ray's workers print (that goes to a log file)
+    assert "[sft] [train] step 24/24" in rerun.stdout and "Ray's worker output: " in rerun.stderr
+    assert "RayTrainWorker" not in rerun.stdout + rerun.stderr and "TrainController" not in rerun.stdout + rerun.stderr
+    assert _manifest(data_dir)["created_at"] == data_written  # preprocess did not run again
+    assert _manifest(sft_dir)["status"] == "complete"
+    final_log = tmp_path / "trainer_log.jsonl"  # as committed in the artifact (uploaded, for a URI)
+    final_log.write_bytes(storage.read_bytes(storage.join(sft_dir, "model", "trainer_log.jsonl")))
+    assert read_trainer_log(final_log)[0].get("written_before_the_kill")  # resumed from the checkpoint, not step 0
+    assert _logged_steps(final_log) == list(range(1, 25)), final_log.read_text()  # no step lost or counted twice
+    assert _manifest(export_dir)["status"] == "complete"
+    assert [storage.list_dirs(storage.join(storage_path, "resumable", "steps", step)) for step in planned] == [
+        [data_dir],
+        [sft_dir],
+        [export_dir],
+    ]  # one artifact a step: the re-run wrote into the same ones
 
 
 def test_ray_job_submit_runs_the_sweep_pipeline_on_a_ray_cluster(tmp_path, ray_head_cluster):
