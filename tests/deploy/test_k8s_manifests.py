@@ -201,3 +201,67 @@ def test_kustomization_lists_every_manifest_and_nothing_else():
     assert set(kustomization["resources"]) == shipped
     namespace = next(doc for _, doc in MANIFESTS if doc["kind"] == "Namespace")
     assert kustomization["namespace"] == namespace["metadata"]["name"]
+
+
+# -- the object-storage variant (k8s/object-storage/): no shared volume, everything in a bucket --------------
+
+OBJECT_STORAGE = K8S / "object-storage"
+OBJECT_RAY_MANIFESTS = [
+    (path, doc)
+    for path in sorted(OBJECT_STORAGE.glob("*.yaml"))
+    if path.name != "kustomization.yaml"
+    for doc in _documents(path)
+    if doc["kind"] in CRD_KINDS
+]
+
+
+def _object_storage_doc(kind: str) -> dict:
+    return next(doc for _, doc in OBJECT_RAY_MANIFESTS if doc["kind"] == kind)
+
+
+@pytest.mark.parametrize(
+    ("path", "doc"), OBJECT_RAY_MANIFESTS, ids=lambda v: v.name if isinstance(v, Path) else v["metadata"]["name"]
+)
+def test_object_storage_manifests_validate_and_mount_no_shared_volume(path, doc):
+    _validate(doc)
+    (account,) = [d for d in _documents(OBJECT_STORAGE / "service-account.yaml") if d["kind"] == "ServiceAccount"]
+    for spec in _cluster_specs(doc):
+        assert spec["headGroupSpec"]["rayStartParams"]["num-gpus"] == "0"
+        pods = [spec["headGroupSpec"]["template"]["spec"], *(g["template"]["spec"] for g in spec["workerGroupSpecs"])]
+        for pod in pods:
+            assert pod["serviceAccountName"] == account["metadata"]["name"]  # the identity that grants the bucket
+            assert not [v for v in pod.get("volumes", []) if "persistentVolumeClaim" in v]
+
+
+def test_object_storage_rayjob_puts_the_run_in_the_bucket_and_dry_runs(s3_server, monkeypatch, capsys):
+    import boto3
+
+    from lf_ray.cli import main
+
+    argv = _entrypoint_command(_object_storage_doc("RayJob"))
+    uri = argv[argv.index("--storage-path") + 1]
+    assert argv[:2] == ["run", "pipelines/demo.yaml"] and uri.startswith("s3://")
+    env = yaml.safe_load(_object_storage_doc("RayJob")["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert not env["LF_RAY_HOME"].startswith("/mnt/shared") and env["MLFLOW_TRACKING_URI"].startswith("http")
+    bucket = uri.removeprefix("s3://").split("/")[0]
+    boto3.client("s3").create_bucket(Bucket=bucket)  # the test's S3 server stands in for the cloud's
+    monkeypatch.chdir(ROOT)
+    assert main([*argv, "--dry-run"]) == 0
+    assert f"artifacts under {uri}/demo" in capsys.readouterr().out
+
+
+def test_object_storage_rayservice_serves_a_model_from_the_bucket():
+    from ray.serve.schema import ServeDeploySchema
+
+    from lf_ray.config import prepare_config
+
+    service = _object_storage_doc("RayService")
+    (app,) = ServeDeploySchema.model_validate(yaml.safe_load(service["spec"]["serveConfigV2"])).applications
+    assert app.import_path == "lf_ray.serve.app:build_app"
+    assert prepare_config(None, base=app.args).model.model_name_or_path.startswith("s3://")
+
+
+def test_object_storage_kustomization_lists_its_manifests():
+    kustomization = yaml.safe_load((OBJECT_STORAGE / "kustomization.yaml").read_text())
+    shipped = {path.name for path in OBJECT_STORAGE.glob("*.yaml") if path.name != "kustomization.yaml"}
+    assert set(kustomization["resources"]) == shipped and kustomization["namespace"] == "lf-ray"
