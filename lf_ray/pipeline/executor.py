@@ -71,16 +71,18 @@ def step_output(artifact: str, step_id: str) -> Iterator[None]:
     remote = storage.is_uri(artifact)
     log_path = (storage.local_mirror(artifact) if remote else Path(artifact)) / STEP_LOG
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a", encoding="utf-8") as log:
-        out, err = sys.stdout, sys.stderr
-        sys.stdout = _PrefixedTee(out, log, f"[{step_id}] ")
-        sys.stderr = _PrefixedTee(err, log, f"[{step_id}] ")
-        try:
-            yield
-        finally:
-            sys.stdout, sys.stderr = out, err
-    if remote:
-        storage.write_bytes(storage.join(artifact, STEP_LOG), log_path.read_bytes())
+    try:
+        with open(log_path, "a", encoding="utf-8") as log:
+            out, err = sys.stdout, sys.stderr
+            sys.stdout = _PrefixedTee(out, log, f"[{step_id}] ")
+            sys.stderr = _PrefixedTee(err, log, f"[{step_id}] ")
+            try:
+                yield
+            finally:
+                sys.stdout, sys.stderr = out, err
+    finally:  # a failed step's log is worth the most
+        if remote:
+            storage.write_bytes(storage.join(artifact, STEP_LOG), log_path.read_bytes())
 
 
 def execute_step(
