@@ -106,8 +106,7 @@ def publish(local: Path, uri: str, *, replace: bool = True) -> None:
 
 def write_manifest(location: str | os.PathLike, manifest: Mapping[str, Any]) -> None:
     """Commit an artifact whose files are already in place (a pipeline step's folder): the manifest, atomically."""
-    text = json.dumps(manifest, indent=2, ensure_ascii=False, default=str) + "\n"
-    storage.write_text(storage.join(location, MANIFEST_NAME), text)
+    storage.write_text(storage.join(location, MANIFEST_NAME), json_text(manifest))
 
 
 @contextlib.contextmanager
@@ -138,7 +137,12 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, payload: Any) -> None:
     """Write JSON through a temporary file and an atomic rename."""
-    write_text(path, json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n")
+    write_text(path, json_text(payload))
+
+
+def json_text(payload: Any) -> str:
+    """lf-ray's JSON files: indented, UTF-8 kept, anything else as its string."""
+    return json.dumps(payload, indent=2, ensure_ascii=False, default=str) + "\n"
 
 
 def hash_file(path: Path, digest: hashlib._Hash | None = None) -> str:

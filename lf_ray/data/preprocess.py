@@ -22,7 +22,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from lf_ray import __version__, storage
-from lf_ray.artifacts import build_manifest, committed, fingerprint, hash_tree, is_complete, read_manifest, write_json
+from lf_ray.artifacts import (
+    build_manifest,
+    committed,
+    fingerprint,
+    hash_stored,
+    hash_tree,
+    is_complete,
+    read_manifest,
+    write_json,
+)
 from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, MANIFEST_NAME, lf_ray_home
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import chunk_pretrain, pack_supervised, truncate_pretrain
@@ -201,7 +210,7 @@ def _tokenizer_identity(model_name_or_path: str) -> str:
     if model_name_or_path.startswith(BUILTIN_PREFIX):
         return f"{model_name_or_path}@{__version__}"
     if storage.is_uri(model_name_or_path):
-        return _stored_identity(model_name_or_path)
+        return hash_stored(model_name_or_path)
     path = Path(model_name_or_path).expanduser()
     if path.is_dir():
         return _local_identity(path, (".json", ".model", ".txt", ".tiktoken", "merges.txt"))
@@ -221,12 +230,6 @@ def _hash_with_stats(path: Path, suffixes: tuple[str, ...] | None, stats: tuple)
     return hash_tree(path, suffixes)
 
 
-def _stored_identity(uri: str) -> str:
-    """An object store's files by their listing (paths, sizes, modification times): no download."""
-    listing = sorted((f.path, f.size, f.mtime) for f in storage.list_files(uri))
-    return fingerprint({"uri": uri, "files": listing})
-
-
 def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
     data = cfg.data
     identity = {}
@@ -236,7 +239,7 @@ def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
         if attr.load_from == "file":
             location = dataset_location(attr, data.dataset_dir)
             if storage.is_uri(location):
-                content = _stored_identity(location)
+                content = hash_stored(location)
             elif Path(location).exists():
                 content = _local_identity(Path(location))
         identity[name] = {"attr": vars(attr), "content": content}

@@ -173,6 +173,8 @@ def _data_identity(cfg: Any) -> dict[str, Any]:
 def plan_pipeline(spec: PipelineSpec, *, from_step: str | None = None, only_step: str | None = None) -> PipelinePlan:
     """Every step planned in execution order; `from_step` re-runs it and its descendants, `only_step` it alone."""
     root = pipeline_root(spec)
+    # a bucket that is missing, unreachable or refuses the credentials is named now, before any step runs
+    storage.check_access(root, what=f"{spec.where}'s storage_path", must_exist=False)
     planned: dict[str, StepPlan] = {}
     problems = []
     for step_id in spec.order():

@@ -246,8 +246,7 @@ class ServeStep(Step):
         check_serve_config(cfg)
 
     def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
-        import json
-
+        from lf_ray.artifacts import json_text
         from lf_ray.serve.app import smoke_request, start_serve, stop_serve
 
         endpoint = start_serve(cfg, blocking=False)
@@ -264,7 +263,7 @@ class ServeStep(Step):
             "keep_alive": cfg.serve.keep_alive,
             "smoke_request": {"prompt": "Hello!", "answer": answer, "usage": body.get("usage")},
         }
-        storage.write_text(storage.join(context.artifact, "endpoint.json"), json.dumps(record, indent=2) + "\n")
+        storage.write_text(storage.join(context.artifact, "endpoint.json"), json_text(record))
         print(f"serving {endpoint.base_model} at {endpoint.url}; smoke answer: {answer!r}", flush=True)
         completion_tokens = (body.get("usage") or {}).get("completion_tokens", 0)
         return StepOutput({"url": endpoint.url}, {"smoke_completion_tokens": completion_tokens})

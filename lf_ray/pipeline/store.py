@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from lf_ray import storage
-from lf_ray.artifacts import now
+from lf_ray.artifacts import json_text, now
 from lf_ray.errors import ConfigError
 
 RUNS_DIR = "runs"
@@ -62,7 +62,7 @@ class RunRecord:
         return self.data["run_id"]
 
     def save(self) -> None:
-        storage.write_text(self.path, json.dumps(self.data, indent=2, ensure_ascii=False, default=str) + "\n")
+        storage.write_text(self.path, json_text(self.data))
 
     def update_step(self, step_id: str, **fields: Any) -> None:
         self.data["steps"][step_id].update(fields)

@@ -221,13 +221,18 @@ def _model_problems(cfg: LfRayConfig) -> list[str]:
 
 
 def _inputs_not_written_yet(cfg: LfRayConfig) -> bool:
-    """Whether the model or an adapter is a local path that does not exist (yet)."""
+    """Whether the model or an adapter is a local path or a URI that does not exist (yet)."""
     from lf_ray.constants import BUILTIN_PREFIX
     from lf_ray.model.loader import looks_like_path
 
     names = [cfg.model.model_name_or_path or "", *(cfg.model.adapter_name_or_path or [])]
-    local = [name for name in names if not name.startswith(BUILTIN_PREFIX) and not storage.is_uri(name)]
-    return any(looks_like_path(name) and not Path(name).expanduser().exists() for name in local)
+    paths = [name for name in names if not name.startswith(BUILTIN_PREFIX)]
+    return any(
+        not storage.exists(name)
+        if storage.is_uri(name)
+        else looks_like_path(name) and not Path(name).expanduser().exists()
+        for name in paths
+    )
 
 
 def reachable_cluster_gpus(cfg: LfRayConfig) -> float | None:
@@ -246,7 +251,11 @@ def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
     from lf_ray.model.adapters import check_finetuning
     from lf_ray.model.loader import resolve_model_path
 
-    path = resolve_model_path(cfg.model.model_name_or_path)
+    name = cfg.model.model_name_or_path
+    if storage.is_uri(name) and not cfg.model.trust_remote_code:  # the skeleton needs config.json, not the weights
+        path = str(storage.localize(storage.join(name, "config.json")))
+    else:
+        path = resolve_model_path(name)
     config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     reward = STAGES[cfg.finetuning.stage].model_head == "reward"
     model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM

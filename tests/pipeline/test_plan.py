@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from lf_ray import storage
 from lf_ray.constants import DEMO_DATA_DIR
-from lf_ray.errors import ConfigError, LfRayError
+from lf_ray.errors import ConfigError, LfRayError, StorageError
 from lf_ray.pipeline.plan import plan_pipeline
 from lf_ray.pipeline.spec import parse_pipeline
 
@@ -139,6 +140,30 @@ def test_dpo_after_sft_continues_the_adapter_or_stacks_a_new_one(tmp_path):
     stacked = _plan(raw).steps["dpo"]
     assert stacked.outputs["adapters"] == [sft.config["output_dir"], stacked.config["output_dir"]]
     assert _plan(raw).steps["export"].config["adapter_name_or_path"] == stacked.outputs["adapters"]
+
+
+def test_on_object_storage_a_later_step_plans_on_artifacts_not_written_yet(tmp_path, s3_bucket):
+    raw = _raw(tmp_path)
+    raw["storage_path"] = storage.join(s3_bucket, "pipelines")
+    raw["steps"][2:] = [
+        {"id": "pairs", "uses": "preprocess", "with": {"dataset": "dpo_en_demo", "stage": "dpo", "cutoff_len": 64}},
+        {"id": "dpo", "uses": "train", "needs": ["sft", "pairs"], "with": {"stage": "dpo", "finetuning_type": "lora"}},
+    ]
+    plan = _plan(raw)  # the sft adapter the dpo step starts from is not in the bucket yet: not a problem now
+    adapter = plan.steps["sft"].outputs["model"]
+    assert adapter.startswith(f"{s3_bucket}/pipelines/tiny/steps/sft/") and not storage.exists(adapter)
+    assert plan.steps["dpo"].config["adapter_name_or_path"] == [adapter]
+    assert {step.id for step in plan.to_run} == {"data", "sft", "pairs", "dpo"}
+
+
+def test_a_missing_bucket_is_named_at_plan_time(tmp_path, s3_server):
+    raw = _raw(tmp_path)
+    raw["storage_path"] = "s3://lfr-no-such-bucket/pipelines"
+    with pytest.raises(
+        StorageError,
+        match=r"storage_path `s3://lfr-no-such-bucket/pipelines/tiny`.*bucket `lfr-no-such-bucket` does not exist",
+    ):
+        _plan(raw)
 
 
 def test_explicit_references_resolve_to_the_inputs_outputs(tmp_path):
