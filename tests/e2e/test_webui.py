@@ -201,13 +201,9 @@ def test_train_from_the_browser_then_chat_with_the_result(page, board):
     page.locator("#chat-submit_btn").click()
     bot = page.locator("#chat-chatbot .message.bot").last
     bot.wait_for()
-    previous = None
-    for _ in range(60):  # until the answer stops growing
-        time.sleep(0.5)
-        current = bot.inner_text()
-        if current and current == previous:
-            break
-        previous = current
+    # while the answer streams, Gradio marks the event's outputs `.pending` then `.generating`: wait for the end
+    page.wait_for_function("!document.querySelector('.generating, .pending')", timeout=120_000)
+    current = bot.inner_text()
     assert "Who are you?" in page.locator("#chat-chatbot").inner_text() and len(current.strip()) > 20
     assert len(set(page.evaluate("window.lengths"))) >= 3  # the answer arrived in pieces: streamed
     shot(page, root, "3-chat")
