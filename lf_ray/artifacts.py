@@ -1,9 +1,10 @@
 """Artifacts: a folder at a URI (local, NFS, `s3://`, `gs://`) with one `manifest.json` schema and one commit.
 
-Every writer (preprocess, train, tune, eval, export, serve, a pipeline step) fills a local staging folder and
-commits it: on a local or NFS path the staging folder is renamed into place; on an object store its files are
-uploaded under the final prefix and the manifest is written last. A reader trusts only a committed manifest,
-so a writer killed midway leaves nothing that counts as finished.
+Every writer (preprocess, train, tune, eval, export, serve, a pipeline step) fills a staging place and commits
+it (`committed` for a local folder; `staged` when workers on many nodes write the files): on a local or NFS
+path the staging folder is renamed into place; on an object store the files go under the final prefix and the
+manifest is written last. A reader trusts only a committed manifest, so a writer killed midway leaves nothing
+that counts as finished.
 """
 
 from __future__ import annotations
@@ -88,6 +89,33 @@ def committed(location: str | os.PathLike) -> Iterator[Path]:
         return
     with atomic_directory(Path(storage.resolve(location))) as tmp:
         yield tmp
+
+
+@contextlib.contextmanager
+def staged(location: str | os.PathLike) -> Iterator[str]:
+    """Yield a staging place for an artifact whose files workers on any node write; it becomes the artifact at
+    `location` only if the block finishes, with the manifest the block wrote committed last.
+
+    On a local or NFS path that is a folder beside the target, renamed into place. On an object store it is a
+    prefix beside the target; its objects are then copied server-side under the target (objects cannot be
+    renamed), the manifest last. On error nothing at `location` changes and the staging place is removed."""
+    if not storage.is_uri(location):
+        with atomic_directory(Path(storage.resolve(location))) as tmp:
+            yield str(tmp)
+        return
+    uri = str(location).rstrip("/")
+    parent, name = uri.rsplit("/", 1)
+    staging = f"{parent}/.{name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        yield staging
+        manifest = storage.read_bytes(storage.join(staging, MANIFEST_NAME))
+        storage.delete(storage.join(staging, MANIFEST_NAME))
+        storage.delete(storage.join(uri, MANIFEST_NAME))
+        storage.delete(uri)
+        storage.move_dir(staging, uri)
+        storage.write_bytes(storage.join(uri, MANIFEST_NAME), manifest)
+    finally:
+        storage.delete(staging)
 
 
 def publish(local: Path, uri: str, *, replace: bool = True) -> None:

@@ -176,6 +176,22 @@ def download_dir(uri: str, local: Path) -> list[str]:
     return [stored.path for stored in files]
 
 
+def move_dir(source: str, target: str) -> list[str]:
+    """Move every file under `source` to the same place under `target` on one object store (server-side copies,
+    then `source` is deleted); returns the relative paths, sorted."""
+    files = [stored.path for stored in _listing(source)[1]]
+    fs, _ = filesystem(source)
+
+    def copy(rel: str) -> None:
+        with _translated(join(target, rel), "write"):
+            fs.copy_file(filesystem(join(source, rel))[1], filesystem(join(target, rel))[1])
+
+    with ThreadPoolExecutor(max_workers=COPY_THREADS) as pool:
+        list(pool.map(copy, files))
+    delete(source)
+    return files
+
+
 def delete(uri: str | os.PathLike) -> None:
     """A file, or a whole prefix/folder; a missing one is fine."""
     fs, path = filesystem(uri)

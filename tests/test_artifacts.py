@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lf_ray import storage
-from lf_ray.artifacts import build_manifest, committed, is_complete, read_manifest
+from lf_ray.artifacts import build_manifest, committed, is_complete, read_manifest, staged, write_manifest
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -53,6 +53,26 @@ def test_a_failing_writer_changes_nothing(location):
         raise RuntimeError("the writer failed midway")
     assert is_complete(read_manifest(location), "v1")
     assert storage.read_bytes(storage.join(location, "a.bin")) == b"good"
+
+
+def test_a_staged_artifact_written_by_workers_commits_whole_or_not_at_all(location):
+    """`staged` hands out a place any node can write (a URI on S3): the files appear at `location` only with
+    the manifest, and a writer that fails leaves the old artifact and no staging objects behind."""
+    with committed(location) as staging:
+        _write(staging, {"old.bin": b"old"}, "v1")
+    with staged(location) as place:
+        storage.write_bytes(storage.join(place, "train", "part-0.parquet"), b"rows")
+        assert read_manifest(location)["fingerprint"] == "v1"  # nothing of the new one is visible yet
+        write_manifest(place, build_manifest("test", fingerprint="v2"))
+    assert is_complete(read_manifest(location), "v2")
+    assert [f.path for f in storage.list_files(location)] == ["manifest.json", "train/part-0.parquet"]
+
+    with pytest.raises(RuntimeError), staged(location) as place:
+        storage.write_bytes(storage.join(place, "train", "part-0.parquet"), b"half")
+        raise RuntimeError("a worker failed")
+    assert is_complete(read_manifest(location), "v2")
+    assert storage.read_bytes(storage.join(location, "train", "part-0.parquet")) == b"rows"
+    assert [d for d in storage.list_dirs(location.rsplit("/", 1)[0]) if ".tmp-" in d] == []
 
 
 def test_the_manifest_is_uploaded_last(s3_bucket, monkeypatch):

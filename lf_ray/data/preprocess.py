@@ -1,9 +1,12 @@
-"""The preprocess step, on Ray Data: read → convert → tokenize in parallel → pack → Parquet artifact.
+"""The preprocess step, on Ray Data: read → convert → tokenize, pack and write in parallel → Parquet artifact.
 
-Tokenization runs in a `map_batches` actor pool (each actor loads the tokenizer once) with Ray Data's
-order preservation on, so output rows keep the input's order whatever the parallelism; packing then runs
-once over the whole split. The artifact (`train/`, `eval/`, `manifest.json`) is written atomically, and a
-later run with the same fingerprint (config + data files + tokenizer + lf-ray version) reuses it.
+A split is cut into parts of whole preprocessing batches (`preprocessing_batch_size`, LLaMA-Factory's unit of
+packing). A `map_batches` actor pool (each actor loads the tokenizer once) turns each part into artifact rows,
+packed batch by batch exactly as LLaMA-Factory packs, and writes it as one Parquet file straight to the
+artifact's place (a shared path or a URI); only each part's statistics come back to the driver, which sums
+them into the manifest. Part boundaries and file names depend on the data only, so any number of actors writes
+the same artifact. The artifact (`train/`, `eval/`, `manifest.json`) is committed atomically, and a later run
+with the same fingerprint (config + data files + tokenizer + lf-ray version) reuses it.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,15 +28,15 @@ import pyarrow.parquet as pq
 from lf_ray import __version__, storage
 from lf_ray.artifacts import (
     build_manifest,
-    committed,
     fingerprint,
     hash_stored,
     hash_tree,
     is_complete,
     read_manifest,
-    write_json,
+    staged,
+    write_manifest,
 )
-from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, MANIFEST_NAME, lf_ray_home
+from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, lf_ray_home
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import chunk_pretrain, pack_supervised, truncate_pretrain
 from lf_ray.data.processors import COLUMNS, EncodeSettings, ProcessorKind, encode_row, processor_kind
@@ -46,10 +50,13 @@ if TYPE_CHECKING:
     from lf_ray.config import DataArguments, LfRayConfig
     from lf_ray.data.templates import Template
 
-ROWS_PER_FILE = 50_000
+ROWS_PER_FILE = 50_000  # the most rows in one Parquet file of the artifact
+PARTS_PER_SPLIT = 8  # a split is cut into about this many parts (one Parquet file each) when it is big enough
+FORMAT_VERSION = 2  # the artifact's row layout; a change invalidates cached artifacts of older lf-ray code
 FINGERPRINTED_DATA_KEYS = (
     "template", "cutoff_len", "train_on_prompt", "mask_history", "mix_strategy", "interleave_probs",
     "max_samples", "val_size", "packing", "neat_packing", "tool_format", "default_system", "enable_thinking",
+    "preprocessing_batch_size",
 )  # fmt: skip
 MAX_DROP_EXAMPLES = 5
 _IDS = pa.list_(pa.int32())
@@ -62,23 +69,44 @@ class PreprocessResult:
     reused: bool
 
 
+@dataclass(frozen=True)
+class Layout:
+    """How one of LLaMA-Factory's preprocessing batches of tokenized rows becomes the artifact's rows.
+
+    LLaMA-Factory tokenizes with `Dataset.map(batched=True, batch_size=preprocessing_batch_size)` and packs
+    inside each batch (pt chunks each batch's text, sft knapsacks each batch's sequences), so packing here works
+    batch by batch too: that is LF's output row for row, and it lets every batch be packed on any worker.
+    """
+
+    kind: ProcessorKind
+    cutoff_len: int  # the tokens an encoded row may hold (see `encode_cutoff`)
+    packing: bool
+    neat_packing: bool
+    batch_size: int
+    pad_id: int | None
+    bos_id: int | None  # set when the tokenizer adds a bos token: pt blocks start with it
+
+    @property
+    def columns(self) -> list[str]:
+        if self.kind == "supervised" and self.packing:
+            return ["input_ids", "attention_mask", "position_ids", "labels"]
+        return list(COLUMNS[self.kind]) + (["kto_tags"] if self.kind == "feedback" else [])
+
+
+def encode_cutoff(data: DataArguments, stage: str) -> int:
+    """The tokens one encoded row may hold: `cutoff_len`, less one when packing is asked for.
+
+    LLaMA-Factory 0.9.5 runs `cutoff_len -= 1` when `packing` (or `neat_packing`) is set, so a packed sft row of
+    cutoff_len - 1 tokens pads to exactly cutoff_len. pt's packing is on by default and then keeps cutoff_len;
+    lf-ray cannot tell pt's default from an explicit `packing: true` (LF would cut that one token shorter)."""
+    return data.cutoff_len - 1 if data.packing and stage != "pt" else data.cutoff_len
+
+
 def output_schema(kind: ProcessorKind) -> pa.Schema:
     fields = [pa.field(column, _IDS) for column in COLUMNS[kind]]
     if kind == "feedback":
         fields.append(pa.field("kto_tags", pa.bool_()))
     return pa.schema([*fields, ("_origin", pa.string()), ("_drop_reason", pa.string()), ("_truncated", pa.bool_())])
-
-
-class TokenizeBatch:
-    """A Ray Data actor: loads the tokenizer and template once, then encodes batch after batch."""
-
-    def __init__(self, spec: TokenizerSpec, kind: ProcessorKind, settings: EncodeSettings) -> None:
-        self.tokenizer, self.template = spec.load()
-        self.kind, self.settings = kind, settings
-        self.schema = output_schema(kind)
-
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        return encode_table(batch, self.template, self.tokenizer, self.kind, self.settings, self.schema)
 
 
 def encode_table(
@@ -87,10 +115,9 @@ def encode_table(
     tokenizer: PreTrainedTokenizerBase,
     kind: ProcessorKind,
     settings: EncodeSettings,
-    schema: pa.Schema | None = None,
 ) -> pa.Table:
     """The pure core of a batch: canonical rows in, one tokenized row per input row out."""
-    schema = schema or output_schema(kind)
+    schema = output_schema(kind)
     rows = []
     for row in batch.to_pylist():
         encoded = encode_row(kind, template, tokenizer, row, settings)
@@ -99,68 +126,35 @@ def encode_table(
     return pa.Table.from_pylist(rows, schema=schema)
 
 
-def tokenize_with_ray(
-    table: pa.Table, spec: TokenizerSpec, kind: ProcessorKind, settings: EncodeSettings, actors: int, batch_size: int
-) -> pa.Table:
-    import ray
-    import ray.data
-
-    context = ray.data.DataContext.get_current()
-    context.execution_options.preserve_order = True
-    blocks = [table.slice(start, batch_size) for start in range(0, table.num_rows, batch_size)]
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        TokenizeBatch,
-        fn_constructor_kwargs={"spec": spec, "kind": kind, "settings": settings},
-        batch_format="pyarrow",
-        batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=1,
-    )
-    parts = ray.get(dataset.to_arrow_refs())
-    return pa.concat_tables(parts) if parts else output_schema(kind).empty_table()
-
-
-# --- after tokenization: drops, packing, statistics -------------------------------------------------------
-
-
-def finish_split(
-    table: pa.Table, kind: ProcessorKind, data: DataArguments, tokenizer_ids: dict[str, Any]
-) -> tuple[pa.Table, dict[str, Any]]:
-    """Remove dropped rows (counting reasons), pack or chunk, and compute the split's statistics.
-
-    Columnar (pyarrow) where it can be; only packing needs the rows as Python lists.
-    """
+def finish_batch(table: pa.Table, layout: Layout) -> tuple[pa.Table, dict[str, Any]]:
+    """One preprocessing batch's tokenized rows → the artifact's rows: drop the unusable ones (counting why),
+    pack or chunk, and count. Columnar (pyarrow) where it can be; only packing needs Python lists."""
     dropped_mask = pc.is_valid(table.column("_drop_reason"))
     dropped = table.filter(dropped_mask)
     reasons = collections.Counter(dropped.column("_drop_reason").to_pylist())
     examples = [f"{row['_origin']}: {row['_drop_reason']}" for row in dropped.slice(0, MAX_DROP_EXAMPLES).to_pylist()]
     kept = table.filter(pc.invert(dropped_mask))
     truncated = pc.sum(kept.column("_truncated")).as_py() or 0
-    columns = list(COLUMNS[kind]) + (["kto_tags"] if kind == "feedback" else [])
+    columns = layout.columns
     tokens = sum(pc.sum(pc.list_value_length(kept.column(c))).as_py() or 0 for c in columns if "attention" in c)
 
-    if kind == "pretrain" and data.packing:
-        bos = tokenizer_ids["bos"] if tokenizer_ids["add_bos"] else None
-        rows = chunk_pretrain(kept.select(["input_ids"]).to_pylist(), data.cutoff_len, bos)
-        tokens = len(rows) * data.cutoff_len
-    elif kind == "pretrain":
-        rows = truncate_pretrain(kept.select(["input_ids", "attention_mask"]).to_pylist(), data.cutoff_len)
+    rows = None
+    if layout.kind == "pretrain" and layout.packing:
+        rows = chunk_pretrain(kept.select(["input_ids"]).to_pylist(), layout.cutoff_len, layout.bos_id)
+        tokens = len(rows) * layout.cutoff_len
+    elif layout.kind == "pretrain":
+        rows = truncate_pretrain(kept.select(["input_ids", "attention_mask"]).to_pylist(), layout.cutoff_len)
         truncated = sum(1 for row in rows if row["_truncated"])
         tokens = sum(len(row["input_ids"]) for row in rows)
-    elif kind == "supervised" and data.packing:
+    elif layout.kind == "supervised" and layout.packing:
         lengths = pc.list_value_length(kept.column("input_ids"))
-        tokens = pc.sum(pc.if_else(pc.less_equal(lengths, data.cutoff_len), lengths, 0)).as_py() or 0
-        pad_id = tokenizer_ids["pad"]
-        rows, too_long = pack_supervised(kept.select(columns).to_pylist(), data.cutoff_len, pad_id, data.neat_packing)
+        tokens = pc.sum(pc.if_else(pc.less_equal(lengths, layout.cutoff_len), lengths, 0)).as_py() or 0
+        sequences = kept.select(["input_ids", "labels"]).to_pylist()
+        rows, too_long = pack_supervised(sequences, layout.cutoff_len, layout.pad_id, layout.neat_packing)
         if too_long:
-            reasons[f"longer than cutoff_len {data.cutoff_len}, cannot be packed"] += too_long
-        columns = ["input_ids", "attention_mask", "position_ids", "labels"]
-    else:
-        rows = None
-    if rows is None:
-        out = kept.select(columns).cast(_schema(columns))
-    else:
-        out = pa.Table.from_pylist([{c: row[c] for c in columns} for row in rows], schema=_schema(columns))
+            reasons[f"longer than cutoff_len {layout.cutoff_len}, cannot be packed"] += too_long
+    schema = _schema(columns)
+    out = kept.select(columns).cast(schema) if rows is None else pa.Table.from_pylist(rows, schema=schema)
     stats = {
         "rows_in": table.num_rows,
         "rows_out": out.num_rows,
@@ -169,24 +163,95 @@ def finish_split(
         "dropped": sum(reasons.values()),
         "drop_reasons": dict(reasons),
         "drop_examples": examples,
-        "columns": columns,
     }
     return out, stats
+
+
+def process_part(
+    part: pa.Table, template: Template, tokenizer: PreTrainedTokenizerBase, settings: EncodeSettings, layout: Layout
+) -> tuple[pa.Table, dict[str, Any]]:
+    """A part of a split (whole preprocessing batches) → its artifact rows and statistics."""
+    outs, stats = [], []
+    for start in range(0, part.num_rows, layout.batch_size):
+        encoded = encode_table(part.slice(start, layout.batch_size), template, tokenizer, layout.kind, settings)
+        out, batch_stats = finish_batch(encoded, layout)
+        outs.append(out)
+        stats.append(batch_stats)
+    return pa.concat_tables(outs) if outs else _schema(layout.columns).empty_table(), merge_stats(stats)
+
+
+def merge_stats(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The statistics of consecutive parts, summed; drop examples kept in order, the first few."""
+    reasons: collections.Counter = collections.Counter()
+    for part in parts:
+        reasons.update(part["drop_reasons"])
+    merged = {key: sum(part[key] for part in parts) for key in ("rows_in", "rows_out", "tokens", "truncated")}
+    examples = [example for part in parts for example in part["drop_examples"]][:MAX_DROP_EXAMPLES]
+    return {**merged, "dropped": sum(reasons.values()), "drop_reasons": dict(reasons), "drop_examples": examples}
 
 
 def _schema(columns: list[str]) -> pa.Schema:
     return pa.schema([pa.field(c, pa.bool_() if c == "kto_tags" else _IDS) for c in columns])
 
 
-def write_split(table: pa.Table, directory: Path) -> list[str]:
-    directory.mkdir(parents=True)
-    files = []
-    count = max(1, -(-table.num_rows // ROWS_PER_FILE))
-    for index in range(count):
-        name = f"part-{index:05d}-of-{count:05d}.parquet"
-        pq.write_table(table.slice(index * ROWS_PER_FILE, ROWS_PER_FILE), directory / name)
-        files.append(name)
-    return files
+class ProcessParts:
+    """A Ray Data actor: loads the tokenizer and template once, then turns part after part of a split into
+    artifact rows, writes each part as one Parquet file at `destination` (a shared path or a URI, so any node
+    can) and returns only the part's statistics: the rows never travel back to the driver."""
+
+    def __init__(self, spec: TokenizerSpec, settings: EncodeSettings, layout: Layout, destination: str) -> None:
+        self.tokenizer, self.template = spec.load()
+        self.settings, self.layout, self.destination = settings, layout, destination
+
+    def __call__(self, part: pa.Table) -> pa.Table:
+        name = part.column("_file")[0].as_py()
+        out, stats = process_part(part.drop(["_file"]), self.template, self.tokenizer, self.settings, self.layout)
+        if out.num_rows:
+            write_parquet(out, storage.join(self.destination, name))
+        stats["files"] = [name] if out.num_rows else []
+        return pa.table({"file": [name], "stats": [json.dumps(stats)]})
+
+
+def write_parquet(table: pa.Table, uri: str) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    storage.write_bytes(uri, sink.getvalue().to_pybytes())
+
+
+def part_rows(rows: int, batch_size: int) -> int:
+    """Rows per part: whole preprocessing batches, about PARTS_PER_SPLIT parts, at most ROWS_PER_FILE rows
+    (rounded to batches). It depends on the data only, so any number of actors writes the same files."""
+    batches = -(-rows // batch_size)
+    per_part = max(1, min(-(-batches // PARTS_PER_SPLIT), ROWS_PER_FILE // batch_size))
+    return per_part * batch_size
+
+
+def process_split(
+    table: pa.Table, spec: TokenizerSpec, settings: EncodeSettings, layout: Layout, destination: str, workers: int
+) -> dict[str, Any]:
+    """Tokenize, pack and write one split in a Ray Data actor pool; return its statistics."""
+    import ray.data
+
+    size = part_rows(table.num_rows, layout.batch_size)
+    count = max(1, -(-table.num_rows // size))
+    names = [f"part-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
+    if table.num_rows == 0:
+        return {**merge_stats([]), "files": [], "actors": 0}
+    parts = [table.slice(index * size, size) for index in range(count)]
+    parts = [part.append_column("_file", pa.array([name] * len(part))) for part, name in zip(parts, names, strict=True)]
+    actors = max(1, min(workers, count))
+    processed = ray.data.from_arrow(parts).map_batches(
+        ProcessParts,
+        fn_constructor_args=(spec, settings, layout, destination),
+        batch_size=None,  # one block is one part: preprocessing batches never straddle two calls
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        num_cpus=1,
+    )
+    results = {row["file"]: json.loads(row["stats"]) for row in processed.take_all()}
+    stats = merge_stats([results[name] for name in names])
+    stats.update(files=[f for name in names for f in results[name]["files"]], actors=actors)
+    return stats
 
 
 # --- the step ------------------------------------------------------------------------------------------------
@@ -265,6 +330,7 @@ def preprocess_settings(cfg: LfRayConfig) -> dict[str, Any]:
 def plan_preprocess(cfg: LfRayConfig) -> PreprocessPlan:
     inputs = {
         "lf_ray": __version__,
+        "format": FORMAT_VERSION,
         **preprocess_settings(cfg),
         "tokenizer": _tokenizer_identity(cfg.model.model_name_or_path),
         "datasets": _data_identity(cfg),
@@ -297,38 +363,38 @@ def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessRe
     with _timed(timings, "load_tokenizer_s"):  # fails here, before any Ray work, if the template does not fit
         spec = tokenizer_spec(cfg)
         tokenizer, _ = spec.load()
-    ids = {
-        "pad": tokenizer.pad_token_id,
-        "bos": tokenizer.bos_token_id,
-        "add_bos": getattr(tokenizer, "add_bos_token", False),
-    }
 
     from lf_ray.cluster import ensure_ray
 
     ensure_ray(cfg.ray.ray_init_kwargs)
     workers = workers or data.preprocessing_num_workers or _available_cpus()
-    settings = EncodeSettings(data.cutoff_len, data.train_on_prompt, data.mask_history)
+    cutoff = encode_cutoff(data, stage)
+    settings = EncodeSettings(cutoff, data.train_on_prompt, data.mask_history)
     predict = bool(cfg.training.get("predict_with_generate"))
     jobs = [
         (DATASET_TRAIN_DIR, splits.train, processor_kind(stage)),
         (DATASET_EVAL_DIR, splits.eval, processor_kind(stage, predict=predict)),
     ]
     split_stats = {}
-    with committed(plan.path) as tmp:
+    with staged(plan.path) as destination:
         for split_name, table, kind in jobs:
             if table is None:
                 continue
-            actors = pool_size(table.num_rows, workers, data.preprocessing_batch_size)
-            with _timed(timings, "tokenize_s"):
-                tokenized = tokenize_with_ray(table, spec, kind, settings, actors, data.preprocessing_batch_size)
-            with _timed(timings, "pack_write_s"):
-                out, stats = finish_split(tokenized, kind, data, ids)
-                _refuse_empty(out, stats, split_name, stage)
-                stats["files"] = write_split(out, tmp / split_name)
-            stats.update(processor=kind, actors=actors)
-            split_stats[split_name] = stats
+            layout = Layout(
+                kind=kind,
+                cutoff_len=cutoff,
+                packing=bool(data.packing),
+                neat_packing=data.neat_packing,
+                batch_size=data.preprocessing_batch_size,
+                pad_id=tokenizer.pad_token_id,
+                bos_id=tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None,
+            )
+            with _timed(timings, "process_s"):
+                stats = process_split(table, spec, settings, layout, storage.join(destination, split_name), workers)
+            _refuse_empty(stats, split_name, stage)
+            split_stats[split_name] = {**stats, "columns": layout.columns, "processor": kind}
         manifest = _manifest(plan, spec, splits, split_stats, timings)
-        write_json(tmp / MANIFEST_NAME, manifest)
+        write_manifest(destination, manifest)
     return PreprocessResult(plan.path, manifest, reused=False)
 
 
@@ -339,13 +405,8 @@ def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
     timings[key] += time.perf_counter() - started
 
 
-def pool_size(rows: int, workers: int, batch_size: int) -> int:
-    """Tokenizer actors: as many as asked for, but never more than there are batches to give them."""
-    return max(1, min(workers, -(-rows // batch_size)))
-
-
-def _refuse_empty(out: pa.Table, stats: dict[str, Any], split_name: str, stage: str) -> None:
-    if out.num_rows == 0:
+def _refuse_empty(stats: dict[str, Any], split_name: str, stage: str) -> None:
+    if stats["rows_out"] == 0:
         raise DataError(
             f"the {split_name} split is empty after preprocessing ({stats['rows_in']} rows in); "
             f"dropped because: {stats['drop_reasons'] or 'nothing left after packing'}; examples: "
@@ -363,7 +424,7 @@ def _manifest(plan, spec, splits, split_stats, timings) -> dict[str, Any]:
     rows_in = sum(s["rows_in"] for s in split_stats.values())
     tokens = sum(s["tokens"] for s in split_stats.values())
     # the step's own work; loading the tokenizer (a one-off model build for builtin models) is reported apart
-    seconds = timings["read_convert_s"] + timings["tokenize_s"] + timings["pack_write_s"]
+    seconds = timings["read_convert_s"] + timings["process_s"]
     metrics = {
         "rows_in": rows_in,
         "rows_out": sum(s["rows_out"] for s in split_stats.values()),

@@ -10,6 +10,7 @@ import pytest
 
 from lf_ray.config import prepare_config
 from lf_ray.data.loader import load_canonical_splits
+from lf_ray.data.packing import chunk_pretrain, pack_supervised
 from lf_ray.data.preprocess import encode_table, run_preprocess
 from lf_ray.data.processors import EncodeSettings
 from lf_ray.data.tokenizer_spec import tokenizer_spec
@@ -72,17 +73,46 @@ def test_second_run_reuses_and_overwrite_cache_rebuilds(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary dirs left behind
 
 
-def test_same_rows_with_one_and_two_workers(tmp_path):
+def test_one_and_two_actors_write_the_same_files(tmp_path):
     one = run_preprocess(_config(tmp_path / "one", "preprocessing_batch_size=16"), workers=1)
     two = run_preprocess(_config(tmp_path / "two", "preprocessing_batch_size=16"), workers=2)
-    assert _read(Path(one.path) / "train") == _read(Path(two.path) / "train")
-    assert _read(Path(one.path) / "eval") == _read(Path(two.path) / "eval")
+    assert two.manifest["actors"] == 2
+    for split in ("train", "eval"):
+        files = sorted(p.name for p in (Path(one.path) / split).iterdir())
+        assert files == sorted(p.name for p in (Path(two.path) / split).iterdir())
+        assert files == one.manifest["splits"][split]["files"]
+        for name in files:
+            assert _read(Path(one.path) / split / name) == _read(Path(two.path) / split / name)
+    assert len(one.manifest["splits"]["train"]["files"]) > 1  # the split really was cut into parts
+
+
+def _batches(cfg, kind: str, cutoff: int, batch_size: int):
+    """LLaMA-Factory's reference: each `preprocessing_batch_size` batch of canonical rows, tokenized alone."""
+    splits = load_canonical_splits(cfg.data, cfg.finetuning.stage, 42)
+    tokenizer, template = tokenizer_spec(cfg).load()
+    for start in range(0, splits.train.num_rows, batch_size):
+        batch = encode_table(splits.train.slice(start, batch_size), template, tokenizer, kind, EncodeSettings(cutoff))
+        yield tokenizer, [row for row in batch.to_pylist() if row["_drop_reason"] is None]
+
+
+def test_sft_packing_is_lf_s_batch_by_batch_knapsack_in_rows_of_cutoff_len(tmp_path):
+    """LF 0.9.5 with `packing`: `cutoff_len -= 1`, sequences cut to 127 tokens, a greedy knapsack of 127 over
+    each preprocessing batch on its own, every packed row padded to 128 (one pad token kept for flash-attn)."""
+    cfg = _config(tmp_path, "packing=true", "val_size=0", "preprocessing_batch_size=16")
+    result = run_preprocess(cfg, workers=2)
+    expected = []
+    for tokenizer, rows in _batches(cfg, "supervised", 127, 16):
+        expected += pack_supervised(rows, 127, tokenizer.pad_token_id, neat_packing=False)[0]
+    rows = _read(Path(result.path) / "train")
+    assert rows == expected and all(len(row["input_ids"]) == 128 for row in rows)
+    assert result.manifest["splits"]["train"]["rows_out"] == len(expected)
 
 
 def test_neat_packing_layout(tmp_path):
     result = run_preprocess(_config(tmp_path, "packing=true", "neat_packing=true", "val_size=0"))
     rows = _read(Path(result.path) / "train")
-    assert rows and all(len(row["input_ids"]) == 129 for row in rows)
+    assert rows and all(len(row["input_ids"]) == 128 for row in rows)
+
     first = rows[0]
     segments = [mask for mask in first["attention_mask"] if mask]
     assert segments == sorted(segments) and segments[0] == 1
@@ -91,11 +121,17 @@ def test_neat_packing_layout(tmp_path):
     assert result.manifest["splits"]["train"]["columns"] == ["input_ids", "attention_mask", "position_ids", "labels"]
 
 
-def test_pretrain_chunks_to_cutoff(tmp_path):
-    cfg = _config(tmp_path, "stage=pt", "dataset=c4_demo", "val_size=0", "cutoff_len=64")
+def test_pretrain_chunks_each_batch_to_cutoff(tmp_path):
+    """LF's pt packing: each preprocessing batch's text concatenated and cut into blocks of cutoff_len (pt's
+    default packing keeps the whole cutoff_len), the batch's remainder dropped."""
+    cfg = _config(tmp_path, "stage=pt", "dataset=c4_demo", "val_size=0", "cutoff_len=64", "preprocessing_batch_size=8")
     result = run_preprocess(cfg)
+    expected = []
+    for tokenizer, rows in _batches(cfg, "pretrain", 64, 8):
+        bos = tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None
+        expected += [row["input_ids"] for row in chunk_pretrain(rows, 64, bos)]
     rows = _read(Path(result.path) / "train")
-    assert rows and all(len(row["input_ids"]) == 64 for row in rows)
+    assert [row["input_ids"] for row in rows] == expected and all(len(ids) == 64 for ids in expected)
     assert result.manifest["splits"]["train"]["processor"] == "pretrain"
 
 
@@ -117,7 +153,7 @@ def test_pairwise_data_for_sft_is_a_clear_error(tmp_path):
 
 def test_plain_packing_keeps_every_token_and_counts_no_padding(tmp_path):
     packed = run_preprocess(_config(tmp_path / "packed", "packing=true", "val_size=0"))
-    unpacked = run_preprocess(_config(tmp_path / "unpacked", "val_size=0"))
+    unpacked = run_preprocess(_config(tmp_path / "unpacked", "val_size=0", "cutoff_len=127"))  # LF: packing cuts 1
     packed_rows, unpacked_rows = _read(Path(packed.path) / "train"), _read(Path(unpacked.path) / "train")
     assert all(set(row["attention_mask"]) == {1} for row in packed_rows)  # LF: padding is attended too
     assert (
