@@ -29,16 +29,17 @@ from lf_ray.data.tokenizer_spec import tokenizer_spec
 
 
 def write_dataset(directory: Path, rows: int) -> None:
-    """`rows` alpaca rows made by recombining the shipped demo rows (deterministic)."""
+    """`rows` alpaca rows made by recombining the shipped demo rows (deterministic), written as JSON lines one
+    row at a time, so this process's peak memory is lf-ray's, not the generator's."""
     source = json.loads((DEMO_DATA_DIR / "alpaca_en_demo.json").read_text())
     source += json.loads((DEMO_DATA_DIR / "identity.json").read_text())
     rng = random.Random(0)
-    data = []
-    for index in range(rows):
-        a, b = rng.choice(source), rng.choice(source)
-        data.append({"instruction": f"{a['instruction']} (#{index})", "input": b["input"], "output": b["output"]})
-    (directory / "bench.json").write_text(json.dumps(data))
-    (directory / "dataset_info.json").write_text(json.dumps({"bench": {"file_name": "bench.json"}}))
+    with (directory / "bench.jsonl").open("w") as out:
+        for index in range(rows):
+            a, b = rng.choice(source), rng.choice(source)
+            row = {"instruction": f"{a['instruction']} (#{index})", "input": b["input"], "output": b["output"]}
+            out.write(json.dumps(row) + "\n")
+    (directory / "dataset_info.json").write_text(json.dumps({"bench": {"file_name": "bench.jsonl"}}))
 
 
 def baseline(cfg, procs: int) -> tuple[float, int]:
@@ -64,7 +65,7 @@ def baseline(cfg, procs: int) -> tuple[float, int]:
     return time.perf_counter() - started, tokens
 
 
-def run(rows: int, model: str, workers: int | None, procs: int, packing: bool) -> None:
+def run(rows: int, model: str, workers: int | None, procs: int, packing: bool, read: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         write_dataset(directory, rows)
@@ -81,14 +82,16 @@ def run(rows: int, model: str, workers: int | None, procs: int, packing: bool) -
         cfg = prepare_config(None, overrides)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
-        result = run_preprocess(cfg, workers=workers)
+        distributed = {"auto": None, "driver": False, "distributed": True}[read]
+        result = run_preprocess(cfg, workers=workers, distributed=distributed)
         ray_seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; before the baseline inflates it
-        base_seconds, base_tokens = baseline(cfg, procs)
+        base_seconds, base_tokens = baseline(cfg, procs) if procs else (float("nan"), 0)
         tokens = result.manifest["metrics"]["tokens"]
         print(
             f"{rows:>7} rows | datasets.map ({procs} processes): {rows / base_seconds:8.0f} rows/s "
-            f"{base_tokens / base_seconds:10.0f} tok/s | lf-ray Ray Data ({result.manifest['actors']} actors): "
+            f"{base_tokens / base_seconds:10.0f} tok/s | lf-ray ({result.manifest['read']} read, "
+            f"{result.manifest['actors']} actors): "
             f"{rows / ray_seconds:8.0f} rows/s {tokens / ray_seconds:10.0f} tok/s "
             f"| ratio {base_seconds / ray_seconds:.2f}x"
         )
@@ -108,6 +111,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="lf-ray's tokenizer actors (default: the CPUs)")
     parser.add_argument("--baseline-procs", type=int, default=2, help="datasets.map's num_proc")
     parser.add_argument("--packing", action="store_true", help="pack sft rows (LF's `packing: true`) on both sides")
+    parser.add_argument("--read", choices=["auto", "driver", "distributed"], default="auto", help="lf-ray's read path")
+    parser.add_argument("--no-baseline", action="store_true", help="lf-ray only (big sizes)")
     args = parser.parse_args()
 
     import ray
@@ -115,7 +120,7 @@ def main() -> None:
     ray.init(include_dashboard=False, log_to_driver=False)
     try:
         for rows in args.rows:
-            run(rows, args.model, args.workers, args.baseline_procs, args.packing)
+            run(rows, args.model, args.workers, 0 if args.no_baseline else args.baseline_procs, args.packing, args.read)
     finally:
         ray.shutdown()
 

@@ -58,18 +58,33 @@ def load_source(
 ) -> tuple[list[Row], SourceSummary]:
     rows = read_rows(attr, dataset_dir)
     rows_read = len(rows)
-    location = attr.dataset_name if attr.load_from == "file" else f"{attr.load_from}:{attr.dataset_name}"
-    if attr.num_samples is not None:  # every row at least once, then random repeats (seeded, unlike LF)
-        rng = np.random.default_rng(seed)
-        indexes = rng.permutation(len(rows))[: attr.num_samples]
-        extra = attr.num_samples - len(indexes)
-        if extra > 0:
-            indexes = np.concatenate([indexes, rng.choice(len(rows), extra)])
+    location = source_location(attr)
+    indexes = sample_indexes(len(rows), attr.num_samples, max_samples, seed)
+    if indexes is not None:
         rows = [rows[i] for i in indexes]
-    if max_samples is not None:
-        rows = rows[:max_samples]
     canonical = convert_rows(attr, rows, location)
     return canonical, SourceSummary(attr.name, location, rows_read, len(canonical))
+
+
+def source_location(attr: DatasetAttr) -> str:
+    return attr.dataset_name if attr.load_from == "file" else f"{attr.load_from}:{attr.dataset_name}"
+
+
+def sample_indexes(rows: int, num_samples: int | None, max_samples: int | None, seed: int) -> np.ndarray | None:
+    """Which of a source's rows are used, in order (None: all of them, as read).
+
+    `num_samples` (dataset_info.json): every row at least once, then random repeats (seeded, unlike LF);
+    `max_samples`: the first rows after that."""
+    indexes = None
+    if num_samples is not None:
+        rng = np.random.default_rng(seed)
+        indexes = rng.permutation(rows)[:num_samples]
+        extra = num_samples - len(indexes)
+        if extra > 0:
+            indexes = np.concatenate([indexes, rng.choice(rows, extra)])
+    if max_samples is not None:
+        indexes = (np.arange(rows) if indexes is None else indexes)[:max_samples]
+    return indexes
 
 
 def _to_dataset(rows: list[Row]) -> datasets.Dataset:
@@ -109,27 +124,36 @@ def with_kl_responses(table: pa.Table) -> pa.Table:
     return table.append_column(pa.field("_kl_response", _MESSAGES), pa.array(shifted, type=_MESSAGES))
 
 
-def load_canonical_splits(data: DataArguments, stage: str, seed: int) -> CanonicalSplits:
-    """Train rows from `dataset`, eval rows from `eval_dataset` or a `val_size` split of the train rows."""
+def check_eval_source(data: DataArguments) -> None:
     if data.eval_dataset and data.val_size:
         raise DataError(
             f"val_size {data.val_size} and eval_dataset {data.eval_dataset} are both set: the eval rows would come "
             "from two places; set one of them"
         )
+
+
+def split_off_eval(
+    merged: datasets.Dataset, val_size: float, seed: int
+) -> tuple[datasets.Dataset, datasets.Dataset | None]:
+    """(train, eval): a `val_size` split exactly as LLaMA-Factory makes it (HF `train_test_split`, same seed)."""
+    if not val_size:
+        return merged, None
+    test_size = int(val_size) if val_size > 1 else val_size
+    if test_size >= len(merged):
+        raise DataError(f"val_size {val_size} leaves no training rows out of {len(merged)}; lower `val_size`")
+    split = merged.train_test_split(test_size=test_size, seed=seed)
+    return split["train"], split["test"]
+
+
+def load_canonical_splits(data: DataArguments, stage: str, seed: int) -> CanonicalSplits:
+    """Train rows from `dataset`, eval rows from `eval_dataset` or a `val_size` split of the train rows."""
+    check_eval_source(data)
     sources: list[SourceSummary] = []
     train = evaluation = None
     if data.dataset:
         merged, found = load_merged(data.dataset, data, seed)
         sources += found
-        if data.val_size:
-            test_size = int(data.val_size) if data.val_size > 1 else data.val_size
-            if test_size >= len(merged):
-                raise DataError(
-                    f"val_size {data.val_size} leaves no training rows out of {len(merged)}; lower `val_size`"
-                )
-            split = merged.train_test_split(test_size=test_size, seed=seed)
-            merged, evaluation = split["train"], split["test"]
-        train = merged
+        train, evaluation = split_off_eval(merged, data.val_size, seed)
     if data.eval_dataset:
         evaluation, found = load_merged(data.eval_dataset, data, seed)
         sources += found

@@ -1,12 +1,14 @@
 """The preprocess step, on Ray Data: read → convert → tokenize, pack and write in parallel → Parquet artifact.
 
-A split is cut into parts of whole preprocessing batches (`preprocessing_batch_size`, LLaMA-Factory's unit of
-packing). A `map_batches` actor pool (each actor loads the tokenizer once) turns each part into artifact rows,
-packed batch by batch exactly as LLaMA-Factory packs, and writes it as one Parquet file straight to the
-artifact's place (a shared path or a URI); only each part's statistics come back to the driver, which sums
-them into the manifest. Part boundaries and file names depend on the data only, so any number of actors writes
-the same artifact. The artifact (`train/`, `eval/`, `manifest.json`) is committed atomically, and a later run
-with the same fingerprint (config + data files + tokenizer + lf-ray version) reuses it.
+Small datasets are read and converted in the driver (`loader.py`); from DISTRIBUTED_BYTES of files on, by Ray
+tasks, the driver computing only the rows' order (`distributed.py`). Either way a split is cut into parts of
+whole preprocessing batches (`preprocessing_batch_size`, LLaMA-Factory's unit of packing). A Ray Data actor
+pool (each actor loads the tokenizer once) turns each part into artifact rows, packed batch by batch exactly
+as LLaMA-Factory packs, and writes it as one Parquet file straight to the artifact's place (a shared path or
+a URI); only each part's statistics come back to the driver, which sums them into the manifest. Part
+boundaries and file names depend on the data only, so any number of actors writes the same artifact. The
+artifact (`train/`, `eval/`, `manifest.json`) is committed atomically, and a later run with the same
+fingerprint (config + data files + tokenizer + lf-ray version) reuses it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,16 @@ from lf_ray.artifacts import (
     write_manifest,
 )
 from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, lf_ray_home
+from lf_ray.data.distributed import (
+    DISTRIBUTED_BYTES,
+    SPLITS,
+    PlacedSplits,
+    data_errors,
+    gather_parts,
+    load_placed_splits,
+    rows_of_part,
+    source_bytes,
+)
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import chunk_pretrain, pack_supervised, truncate_pretrain
 from lf_ray.data.processors import COLUMNS, EncodeSettings, ProcessorKind, encode_row, processor_kind
@@ -195,21 +207,32 @@ def _schema(columns: list[str]) -> pa.Schema:
 
 
 class ProcessParts:
-    """A Ray Data actor: loads the tokenizer and template once, then turns part after part of a split into
-    artifact rows, writes each part as one Parquet file at `destination` (a shared path or a URI, so any node
-    can) and returns only the part's statistics: the rows never travel back to the driver."""
+    """A Ray Data actor: loads the tokenizer and template once, then turns part after part of the splits into
+    artifact rows, writes each part as one Parquet file under `destination` (a shared path or a URI, so any
+    node can) and returns only the part's statistics: the rows never travel back to the driver.
 
-    def __init__(self, spec: TokenizerSpec, settings: EncodeSettings, layout: Layout, destination: str) -> None:
+    A part arrives as its rows tagged with `_split` (an index into SPLITS) and `_part`, or, from a big dataset
+    (see `distributed.py`), as one row holding them."""
+
+    def __init__(
+        self, spec: TokenizerSpec, settings: EncodeSettings, layouts: dict[str, Layout], files: dict[str, list[str]]
+    ) -> None:
         self.tokenizer, self.template = spec.load()
-        self.settings, self.layout, self.destination = settings, layout, destination
+        self.settings, self.layouts, self.files = settings, layouts, files
 
-    def __call__(self, part: pa.Table) -> pa.Table:
-        name = part.column("_file")[0].as_py()
-        out, stats = process_part(part.drop(["_file"]), self.template, self.tokenizer, self.settings, self.layout)
+    def __call__(self, part: pa.Table, destination: str) -> pa.Table:
+        import ray
+
+        split, index = SPLITS[part.column("_split")[0].as_py()], part.column("_part")[0].as_py()
+        layout = self.layouts[split]
+        rows = rows_of_part(part) if "_rows" in part.column_names else part.drop(["_split", "_part"])
+        out, stats = process_part(rows, self.template, self.tokenizer, self.settings, layout)
+        name = self.files[split][index]
         if out.num_rows:
-            write_parquet(out, storage.join(self.destination, name))
+            write_parquet(out, storage.join(destination, split, name))
         stats["files"] = [name] if out.num_rows else []
-        return pa.table({"file": [name], "stats": [json.dumps(stats)]})
+        node = ray.get_runtime_context().get_node_id()
+        return pa.table({"split": [split], "file": [name], "stats": [json.dumps(stats)], "node": [node]})
 
 
 def write_parquet(table: pa.Table, uri: str) -> None:
@@ -226,31 +249,72 @@ def part_rows(rows: int, batch_size: int) -> int:
     return per_part * batch_size
 
 
-def process_split(
-    table: pa.Table, spec: TokenizerSpec, settings: EncodeSettings, layout: Layout, destination: str, workers: int
-) -> dict[str, Any]:
-    """Tokenize, pack and write one split in a Ray Data actor pool; return its statistics."""
+def part_files(rows: int, size: int) -> list[str]:
+    count = -(-rows // size)
+    return [f"part-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
+
+
+def process_tables(
+    tables: dict[str, pa.Table], spec, settings, layouts: dict[str, Layout], destination: str, workers: int
+) -> dict[str, dict[str, Any]]:
+    """Splits held by the driver (small datasets): cut into parts, processed and written by the actor pool."""
     import ray.data
 
-    size = part_rows(table.num_rows, layout.batch_size)
-    count = max(1, -(-table.num_rows // size))
-    names = [f"part-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
-    if table.num_rows == 0:
-        return {**merge_stats([]), "files": [], "actors": 0}
-    parts = [table.slice(index * size, size) for index in range(count)]
-    parts = [part.append_column("_file", pa.array([name] * len(part))) for part, name in zip(parts, names, strict=True)]
-    actors = max(1, min(workers, count))
-    processed = ray.data.from_arrow(parts).map_batches(
-        ProcessParts,
-        fn_constructor_args=(spec, settings, layout, destination),
-        batch_size=None,  # one block is one part: preprocessing batches never straddle two calls
-        batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=1,
+    parts, files = [], {}
+    for split, table in tables.items():
+        size = part_rows(table.num_rows, layouts[split].batch_size)
+        files[split] = part_files(table.num_rows, size)
+        for index in range(len(files[split])):
+            part = table.slice(index * size, size)
+            tags = {"_split": pa.array([SPLITS.index(split)] * len(part), pa.int8()), "_part": [index] * len(part)}
+            parts.append(part.append_column("_split", tags["_split"]).append_column("_part", pa.array(tags["_part"])))
+    if not parts:
+        return {split: {**merge_stats([]), "files": [], "actors": 0, "nodes": 0} for split in tables}
+    dataset = ray.data.from_arrow(parts)  # one block per part: preprocessing batches never straddle two calls
+    actors = max(1, min(workers, len(parts)))
+    processed = dataset.map_batches(
+        ProcessParts, batch_size=None, **_pool_args(spec, settings, layouts, files, destination, actors)
     )
-    results = {row["file"]: json.loads(row["stats"]) for row in processed.take_all()}
-    stats = merge_stats([results[name] for name in names])
-    stats.update(files=[f for name in names for f in results[name]["files"]], actors=actors)
+    return _collect(processed, files, actors)
+
+
+def process_placed(
+    placed: PlacedSplits, spec, settings, layouts: dict[str, Layout], destination: str, workers: int
+) -> dict[str, dict[str, Any]]:
+    """Splits still in the object store (big datasets): each part's rows grouped on one worker and processed."""
+    files = {split: part_files(rows, placed.part_rows[split]) for split, rows in placed.sizes.items()}
+    actors = max(1, min(workers, sum(len(names) for names in files.values())))
+    with data_errors():
+        parts = gather_parts(placed, kto=layouts[DATASET_TRAIN_DIR].kind == "feedback")
+    processed = parts.map_batches(
+        ProcessParts, batch_size=1, **_pool_args(spec, settings, layouts, files, destination, actors)
+    )
+    with data_errors():
+        return _collect(processed, files, actors)
+
+
+def _pool_args(spec, settings, layouts, files, destination: str, actors: int) -> dict[str, Any]:
+    import ray.data
+
+    return {
+        "fn_constructor_args": (spec, settings, layouts, files),
+        "fn_kwargs": {"destination": destination},
+        "batch_format": "pyarrow",
+        "compute": ray.data.ActorPoolStrategy(size=actors),
+        "num_cpus": 1,
+    }
+
+
+def _collect(processed: Any, files: dict[str, list[str]], actors: int) -> dict[str, dict[str, Any]]:
+    """Each split's statistics: its parts' summed in file order."""
+    rows = processed.take_all()
+    results = {(row["split"], row["file"]): json.loads(row["stats"]) for row in rows}
+    nodes = len({row["node"] for row in rows})
+    stats = {}
+    for split, names in files.items():
+        parts = [results[(split, name)] for name in names]
+        files_written = [f for part in parts for f in part["files"]]
+        stats[split] = {**merge_stats(parts), "files": files_written, "actors": actors, "nodes": nodes}
     return stats
 
 
@@ -348,18 +412,21 @@ def default_tokenized_path(cfg: LfRayConfig, digest: str) -> str:
     return str(lf_ray_home() / "datasets" / f"{cfg.finetuning.stage}-{digest[:16]}")
 
 
-def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessResult:
-    """Tokenize the config's datasets into a Parquet artifact, or reuse the one with the same fingerprint."""
+def run_preprocess(
+    cfg: LfRayConfig, workers: int | None = None, *, distributed: bool | None = None
+) -> PreprocessResult:
+    """Tokenize the config's datasets into a Parquet artifact, or reuse the one with the same fingerprint.
+
+    `distributed`: read the source files with Ray tasks rather than in this process (default: when they hold
+    DISTRIBUTED_BYTES or more); the artifact is the same either way."""
     plan = plan_preprocess(cfg)
     if plan.cached and not cfg.data.overwrite_cache:
         return PreprocessResult(plan.path, read_manifest(plan.path) or {}, reused=True)
     if not cfg.data.dataset and not cfg.data.eval_dataset:
         raise DataError("nothing to preprocess: set `dataset` (and/or `eval_dataset`), e.g. dataset: identity")
 
-    stage, data = cfg.finetuning.stage, cfg.data
+    stage, data, seed = cfg.finetuning.stage, cfg.data, cfg.training.get("seed", 42)
     timings: dict[str, float] = collections.defaultdict(float)
-    with _timed(timings, "read_convert_s"):
-        splits = load_canonical_splits(data, stage, cfg.training.get("seed", 42))
     with _timed(timings, "load_tokenizer_s"):  # fails here, before any Ray work, if the template does not fit
         spec = tokenizer_spec(cfg)
         tokenizer, _ = spec.load()
@@ -368,32 +435,45 @@ def run_preprocess(cfg: LfRayConfig, workers: int | None = None) -> PreprocessRe
 
     ensure_ray(cfg.ray.ray_init_kwargs)
     workers = workers or data.preprocessing_num_workers or _available_cpus()
+    if distributed is None:
+        size = source_bytes(data)
+        distributed = size is not None and size >= DISTRIBUTED_BYTES
     cutoff = encode_cutoff(data, stage)
     settings = EncodeSettings(cutoff, data.train_on_prompt, data.mask_history)
-    predict = bool(cfg.training.get("predict_with_generate"))
-    jobs = [
-        (DATASET_TRAIN_DIR, splits.train, processor_kind(stage)),
-        (DATASET_EVAL_DIR, splits.eval, processor_kind(stage, predict=predict)),
-    ]
-    split_stats = {}
-    with staged(plan.path) as destination:
-        for split_name, table, kind in jobs:
-            if table is None:
-                continue
-            layout = Layout(
-                kind=kind,
-                cutoff_len=cutoff,
-                packing=bool(data.packing),
-                neat_packing=data.neat_packing,
-                batch_size=data.preprocessing_batch_size,
-                pad_id=tokenizer.pad_token_id,
-                bos_id=tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None,
+    kinds = {
+        DATASET_TRAIN_DIR: processor_kind(stage),
+        DATASET_EVAL_DIR: processor_kind(stage, predict=bool(cfg.training.get("predict_with_generate"))),
+    }
+    layouts = {
+        split: Layout(
+            kind=kind,
+            cutoff_len=cutoff,
+            packing=bool(data.packing),
+            neat_packing=data.neat_packing,
+            batch_size=data.preprocessing_batch_size,
+            pad_id=tokenizer.pad_token_id,
+            bos_id=tokenizer.bos_token_id if getattr(tokenizer, "add_bos_token", False) else None,
+        )
+        for split, kind in kinds.items()
+    }
+    with _timed(timings, "read_convert_s"), data_errors():
+        if distributed:
+            splits = load_placed_splits(
+                data, stage, seed, functools.partial(part_rows, batch_size=data.preprocessing_batch_size)
             )
-            with _timed(timings, "process_s"):
-                stats = process_split(table, spec, settings, layout, storage.join(destination, split_name), workers)
-            _refuse_empty(stats, split_name, stage)
-            split_stats[split_name] = {**stats, "columns": layout.columns, "processor": kind}
-        manifest = _manifest(plan, spec, splits, split_stats, timings)
+        else:
+            splits = load_canonical_splits(data, stage, seed)
+    with staged(plan.path) as destination, _timed(timings, "process_s"):
+        if isinstance(splits, PlacedSplits):
+            split_stats = process_placed(splits, spec, settings, layouts, destination, workers)
+        else:
+            tables = {DATASET_TRAIN_DIR: splits.train, DATASET_EVAL_DIR: splits.eval}
+            tables = {split: table for split, table in tables.items() if table is not None}
+            split_stats = process_tables(tables, spec, settings, layouts, destination, workers)
+        for split, stats in split_stats.items():
+            _refuse_empty(stats, split, stage)
+            stats.update(columns=layouts[split].columns, processor=kinds[split])
+        manifest = _manifest(plan, spec, splits, split_stats, timings, distributed)
         write_manifest(destination, manifest)
     return PreprocessResult(plan.path, manifest, reused=False)
 
@@ -420,7 +500,7 @@ def _available_cpus() -> int:
     return max(1, int(ray.available_resources().get("CPU", 1)))
 
 
-def _manifest(plan, spec, splits, split_stats, timings) -> dict[str, Any]:
+def _manifest(plan, spec, splits, split_stats, timings, distributed: bool) -> dict[str, Any]:
     rows_in = sum(s["rows_in"] for s in split_stats.values())
     tokens = sum(s["tokens"] for s in split_stats.values())
     # the step's own work; loading the tokenizer (a one-off model build for builtin models) is reported apart
@@ -449,4 +529,6 @@ def _manifest(plan, spec, splits, split_stats, timings) -> dict[str, Any]:
         sources=[vars(source) for source in splits.sources],
         splits=split_stats,
         actors=max(s["actors"] for s in split_stats.values()),
+        nodes=max(s["nodes"] for s in split_stats.values()),  # that wrote parts
+        read="distributed" if distributed else "driver",
     )

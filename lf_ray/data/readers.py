@@ -28,18 +28,33 @@ Row = dict[str, Any]
 def read_rows(attr: DatasetAttr, dataset_dir: str) -> list[Row]:
     if attr.load_from != "file":
         return _read_hub(attr)
-    location = dataset_location(attr, dataset_dir)
-    if not storage.exists(location):
-        raise DataError(
-            f"dataset `{attr.name}`: file {location} does not exist; fix `file_name` in dataset_info.json "
-            f"or `dataset_dir` (now `{dataset_dir}`)"
-        )
+    location = _existing_location(attr, dataset_dir)
     path = storage.localize(location)  # an object store's files: downloaded once per node
     files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")) if path.is_dir() else [path]
     rows: list[Row] = []
     for file in files:
         rows += read_file(file, attr.name)
     return rows
+
+
+def source_files(attr: DatasetAttr, dataset_dir: str) -> list[tuple[str, int]]:
+    """A file dataset's files (paths or URIs, in name order: the order `read_rows` reads them) and their sizes;
+    nothing is downloaded."""
+    location = _existing_location(attr, dataset_dir)
+    if storage.is_file(location):
+        return [(location, storage.list_files(location)[0].size)]
+    files = storage.list_files(location)
+    return [(storage.join(location, f.path), f.size) for f in files if "/" not in f.path and not f.path.startswith(".")]
+
+
+def _existing_location(attr: DatasetAttr, dataset_dir: str) -> str:
+    location = dataset_location(attr, dataset_dir)
+    if not storage.exists(location):
+        raise DataError(
+            f"dataset `{attr.name}`: file {location} does not exist; fix `file_name` in dataset_info.json "
+            f"or `dataset_dir` (now `{dataset_dir}`)"
+        )
+    return location
 
 
 def read_file(path: Path, dataset: str = "") -> list[Row]:

@@ -3,10 +3,9 @@ because the test session already holds a Ray instance."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
+
+from tests.cluster_scripts import run_cluster_script
 
 SCRIPT = textwrap.dedent(
     """
@@ -52,12 +51,7 @@ SCRIPT = textwrap.dedent(
 
 
 def test_spread_puts_workers_on_different_nodes_and_gpu_work_skips_the_gpu_less_head(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path)], capture_output=True, text=True, timeout=400, check=False
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stderr[-3000:]
-    result = json.loads(lines[-1].removeprefix("RESULT "))
+    result = run_cluster_script(SCRIPT, tmp_path, timeout=400)
     assert len(set(result["spread"]["nodes"])) == 2  # SPREAD: one worker per node
     assert result["gpu"]["resources"] == {"GPU": 1.0}
     assert result["gpu"]["nodes"] == [result["gpu_node"]] and result["gpu_node"] != result["head"]
