@@ -463,13 +463,14 @@ def run_preprocess(
             )
         else:
             splits = load_canonical_splits(data, stage, seed)
-    with staged(plan.path) as destination, _timed(timings, "process_s"):
-        if isinstance(splits, PlacedSplits):
-            split_stats = process_placed(splits, spec, settings, layouts, destination, workers)
-        else:
-            tables = {DATASET_TRAIN_DIR: splits.train, DATASET_EVAL_DIR: splits.eval}
-            tables = {split: table for split, table in tables.items() if table is not None}
-            split_stats = process_tables(tables, spec, settings, layouts, destination, workers)
+    with staged(plan.path) as destination:
+        with _timed(timings, "process_s"):
+            if isinstance(splits, PlacedSplits):
+                split_stats = process_placed(splits, spec, settings, layouts, destination, workers)
+            else:
+                tables = {DATASET_TRAIN_DIR: splits.train, DATASET_EVAL_DIR: splits.eval}
+                tables = {split: table for split, table in tables.items() if table is not None}
+                split_stats = process_tables(tables, spec, settings, layouts, destination, workers)
         for split, stats in split_stats.items():
             _refuse_empty(stats, split, stage)
             stats.update(columns=layouts[split].columns, processor=kinds[split])
