@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lf_ray import storage
-from lf_ray.data.converters import check_columns, convert_alpaca, convert_sharegpt
+from lf_ray.data.converters import convert_rows
 from lf_ray.data.loader import (
     CANONICAL_SCHEMA,
     SourceSummary,
@@ -87,12 +87,8 @@ class PlacedSplits:
 def read_file_rows(attr: DatasetAttr, file: str, src: int, file_index: int) -> pa.Table:
     """One file's rows, converted to canonical rows (a Ray task's work); errors name the file and row."""
     rows = read_file(storage.localize(file), attr.name)
-    if rows:
-        check_columns(attr, rows, file)
-    convert = convert_alpaca if attr.formatting == "alpaca" else convert_sharegpt
-    table = pa.Table.from_pylist(
-        [convert(attr, row, f"{file} row {line}") for line, row in enumerate(rows, start=1)], schema=CANONICAL_SCHEMA
-    )
+    canonical = convert_rows(attr, rows, file) if rows else []  # an empty file among many is fine; checked later
+    table = pa.Table.from_pylist(canonical, schema=CANONICAL_SCHEMA)
     tags = {"_src": pa.array([src] * len(rows), pa.int32()), "_file": pa.array([file_index] * len(rows), pa.int32())}
     tags["_line"] = pa.array(np.arange(len(rows)), pa.int64())
     for name, column in tags.items():

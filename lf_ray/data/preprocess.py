@@ -217,12 +217,13 @@ class ProcessParts:
     def __init__(
         self, spec: TokenizerSpec, settings: EncodeSettings, layouts: dict[str, Layout], files: dict[str, list[str]]
     ) -> None:
-        self.tokenizer, self.template = spec.load()
-        self.settings, self.layouts, self.files = settings, layouts, files
-
-    def __call__(self, part: pa.Table, destination: str) -> pa.Table:
         import ray
 
+        self.tokenizer, self.template = spec.load()
+        self.settings, self.layouts, self.files = settings, layouts, files
+        self.node = ray.get_runtime_context().get_node_id()
+
+    def __call__(self, part: pa.Table, destination: str) -> pa.Table:
         split, index = SPLITS[part.column("_split")[0].as_py()], part.column("_part")[0].as_py()
         layout = self.layouts[split]
         rows = rows_of_part(part) if "_rows" in part.column_names else part.drop(["_split", "_part"])
@@ -231,8 +232,7 @@ class ProcessParts:
         if out.num_rows:
             write_parquet(out, storage.join(destination, split, name))
         stats["files"] = [name] if out.num_rows else []
-        node = ray.get_runtime_context().get_node_id()
-        return pa.table({"split": [split], "file": [name], "stats": [json.dumps(stats)], "node": [node]})
+        return pa.table({"split": [split], "file": [name], "stats": [json.dumps(stats)], "node": [self.node]})
 
 
 def write_parquet(table: pa.Table, uri: str) -> None:
