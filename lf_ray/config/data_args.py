@@ -43,10 +43,20 @@ class DataArguments:
         default=False,
         metadata={"help": "Whether or not to mask the history and train on the last turn only."},
     )
-    streaming: bool = field(default=False, metadata={"help": "Enable dataset streaming."})
+    streaming: bool = field(
+        default=False,
+        metadata={
+            "help": "Treat the data as a stream too big for one process: the source files are read by Ray tasks "
+            "whatever their size (the driver never holds the rows), and `max_steps` sets the length. Training "
+            "still starts once the artifact is written (overlapping both is not built)."
+        },
+    )
     buffer_size: int = field(
         default=16384,
-        metadata={"help": "Size of the buffer to randomly sample examples from in dataset streaming."},
+        metadata={
+            "help": "Rows a training worker shuffles together: its share of the artifact is streamed in windows "
+            "of this many rows, each shuffled (a full shuffle when the share fits in one window)."
+        },
     )
     mix_strategy: Literal["concat", "interleave_under", "interleave_over"] = field(
         default="concat",

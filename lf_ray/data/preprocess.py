@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from lf_ray.data.templates import Template
 
 ROWS_PER_FILE = 50_000  # the most rows in one Parquet file of the artifact
+ROWS_PER_GROUP = 1_024  # Parquet row groups: a training worker reads its window of rows and little more
 PARTS_PER_SPLIT = 8  # a split is cut into about this many parts (one Parquet file each) when it is big enough
 FORMAT_VERSION = 2  # the artifact's row layout; a change invalidates cached artifacts of older lf-ray code
 FINGERPRINTED_DATA_KEYS = (
@@ -237,7 +238,7 @@ class ProcessParts:
 
 def write_parquet(table: pa.Table, uri: str) -> None:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
+    pq.write_table(table, sink, row_group_size=ROWS_PER_GROUP)
     storage.write_bytes(uri, sink.getvalue().to_pybytes())
 
 
@@ -418,7 +419,7 @@ def run_preprocess(
     """Tokenize the config's datasets into a Parquet artifact, or reuse the one with the same fingerprint.
 
     `distributed`: read the source files with Ray tasks rather than in this process (default: when they hold
-    DISTRIBUTED_BYTES or more); the artifact is the same either way."""
+    DISTRIBUTED_BYTES or more, or with `streaming: true`); the artifact is the same either way."""
     plan = plan_preprocess(cfg)
     if plan.cached and not cfg.data.overwrite_cache:
         return PreprocessResult(plan.path, read_manifest(plan.path) or {}, reused=True)
@@ -437,7 +438,7 @@ def run_preprocess(
     workers = workers or data.preprocessing_num_workers or _available_cpus()
     if distributed is None:
         size = source_bytes(data)
-        distributed = size is not None and size >= DISTRIBUTED_BYTES
+        distributed = size is not None and (data.streaming or size >= DISTRIBUTED_BYTES)
     cutoff = encode_cutoff(data, stage)
     settings = EncodeSettings(cutoff, data.train_on_prompt, data.mask_history)
     kinds = {

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from lf_ray import storage
 from lf_ray.artifacts import build_manifest, fingerprint, is_complete, read_manifest, write_manifest
 from lf_ray.cluster import cluster_address
-from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR, MANIFEST_NAME
+from lf_ray.constants import MANIFEST_NAME
 from lf_ray.errors import ConfigError, LfRayError, TrainError
 from lf_ray.stages import STAGES, TRAINABLE_STAGES
 
@@ -297,6 +297,12 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
 
     check_trainable(cfg, require_inputs=True)  # everything cheap, before tokenizing or starting Ray
     dataset = run_preprocess(cfg)
+    if cfg.data.streaming and show_progress:
+        print(
+            "[train] streaming: true: the sources were read by Ray tasks and each worker streams its share of the "
+            "artifact; training starts once the artifact is written (lf-ray does not yet overlap the two)",
+            flush=True,
+        )
     output_dir = storage.resolve(cfg.training["output_dir"])
     digest = fingerprint({"config": cfg.to_dict(non_default_only=True), "dataset": dataset.manifest["fingerprint"]})
     finished = read_manifest(output_dir)
@@ -308,15 +314,13 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
     if cfg.training.get("overwrite_output_dir"):
         _forget_previous_run(cfg, run_config, output_dir)
     scaling = build_scaling_config(cfg.ray, ray.cluster_resources().get("GPU", 0))
-    datasets = materialize_datasets(dataset.path)
-    loop_config = build_loop_config(cfg, output_dir, use_gpu=scaling.use_gpu, mlflow_run_id=mlflow_run_id)
+    loop_config = build_loop_config(cfg, output_dir, dataset.path, use_gpu=scaling.use_gpu, mlflow_run_id=mlflow_run_id)
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
         scaling_config=scaling,
         run_config=run_config,
-        datasets=datasets,
     )
     with _progress(written_locally(output_dir), enabled=show_progress), worker_errors_as_lf_ray_errors():
         result = trainer.fit()
@@ -334,30 +338,19 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
     return TrainResult(output_dir, **outputs, metrics=metrics)
 
 
-def materialize_datasets(dataset_path: str) -> dict[str, Any]:
-    """The tokenized splits (a local path or a URI) as Ray Datasets, materialized: on small clusters a streaming
-    read started by `fit()` would wait forever behind the workers holding every CPU."""
-    import ray.data
-
-    datasets = {}
-    for split in (DATASET_TRAIN_DIR, DATASET_EVAL_DIR):
-        location = storage.join(dataset_path, split)
-        if split == DATASET_TRAIN_DIR or storage.is_dir(location):
-            datasets[split] = ray.data.read_parquet(location).materialize()
-    return datasets
-
-
 def written_locally(output_dir: str) -> Path:
     """Where rank 0 writes the outputs: `output_dir` itself, or for a URI a node-local folder it uploads at the end."""
     return storage.local_mirror(output_dir) if storage.is_uri(output_dir) else Path(output_dir)
 
 
 def build_loop_config(
-    cfg: LfRayConfig, output_dir: str, *, use_gpu: bool, mlflow_run_id: str | None = None
+    cfg: LfRayConfig, output_dir: str, dataset_path: str, *, use_gpu: bool, mlflow_run_id: str | None = None
 ) -> dict[str, Any]:
-    """What `train_loop_per_worker` receives: the config, where to write, the resolved DeepSpeed config, and
-    the MLflow run the workers join (None: they create one when `report_to` asks for MLflow)."""
-    loop_config = {"config": cfg, "output_dir": output_dir, "deepspeed": None}  # validated once, here; it pickles
+    """What `train_loop_per_worker` receives: the config, where to write, the artifact each worker streams its
+    share from, the resolved DeepSpeed config, and the MLflow run the workers join (None: they create one when
+    `report_to` asks for MLflow)."""
+    # the config is validated once, here; it pickles
+    loop_config = {"config": cfg, "output_dir": output_dir, "dataset_path": dataset_path, "deepspeed": None}
     if cfg.training.get("deepspeed"):  # resolved here: workers run elsewhere, where a relative path means nothing
         from lf_ray.train.deepspeed import resolve_deepspeed_config
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
-import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from lf_ray.constants import DATASET_EVAL_DIR, DATASET_TRAIN_DIR
+
 if TYPE_CHECKING:
-    import datasets
     from transformers import Trainer
 
     from lf_ray.config import LfRayConfig
+    from lf_ray.train.stream import ShardStream
+
+STAND_IN_ROWS = 8
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
@@ -42,24 +45,26 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
         disable_deepspeed_shm_build()  # its C++ op would JIT-compile for ~90 s at every start on CPU
 
-    train_dataset, eval_dataset = _shard("train"), _shard("eval")
     tokenizer, _ = tokenizer_spec(cfg).load()  # with the template's eos / pad / stop words, as preprocessing had
     task = "reward" if STAGES[cfg.finetuning.stage].model_head == "reward" else "causal_lm"
     model, tokenizer = load_model(cfg, for_training=True, task=task, tokenizer=tokenizer)
     training_args = build_training_arguments(
         cfg, output_dir=output_dir, overrides=_argument_overrides(cfg, loop_config)
     )
+    train_stream = _stream(cfg, training_args, loop_config["dataset_path"], DATASET_TRAIN_DIR)
+    eval_stream = _stream(cfg, training_args, loop_config["dataset_path"], DATASET_EVAL_DIR)
     context = StageContext(
         model=model,
         tokenizer=tokenizer,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
+        # trainers that insist on a `datasets.Dataset` are built with the first rows, then handed the streams
+        train_dataset=train_stream.head(STAND_IN_ROWS),
+        eval_dataset=None if eval_stream is None else eval_stream.head(STAND_IN_ROWS),
         cfg=cfg,
         training_args=training_args,
         callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, loop_config.get("mlflow_run_id"))],
         optimizer=_optimizer(model, training_args, cfg),
     )
-    trainer = keep_worker_shard(build_trainer(context))
+    trainer = stream_worker_shard(build_trainer(context), train_stream, eval_stream)
 
     with _resume_point(cfg) as checkpoint:
         result = trainer.train(resume_from_checkpoint=checkpoint)
@@ -69,55 +74,57 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     ray.train.report(metrics={**result.metrics, "step": trainer.state.global_step})
 
 
-def _shard(name: str) -> datasets.Dataset | None:
-    """This worker's share of a split (Ray Data `get_dataset_shard`), as a map-style dataset."""
-    import datasets
-    import pyarrow as pa
+def _stream(cfg: LfRayConfig, training_args, dataset_path: str, split: str) -> ShardStream | None:
+    """This worker's share of a split of the artifact, streamed from its Parquet files (see `train.stream`)."""
     import ray.train
 
-    try:
-        shard = ray.train.get_dataset_shard(name)
-    except KeyError:
+    from lf_ray import storage
+    from lf_ray.train.stream import ShardStream, SplitFiles
+
+    location = storage.join(dataset_path, split)
+    if not storage.is_dir(location):
         return None
-    if shard is None:
-        return None
-    blocks = list(shard.iter_batches(batch_size=None, batch_format="pyarrow"))
-    if not blocks:
-        return None
-    # An explicit fingerprint: hashing the table (datasets' default) costs time and prints dill's disassembly.
-    return datasets.Dataset(pa.concat_tables(blocks), fingerprint=f"lf-ray-{name}-{uuid.uuid4().hex}")
+    context = ray.train.get_context()
+    return ShardStream(
+        SplitFiles.read(location),
+        rank=context.get_world_rank(),
+        world=context.get_world_size(),
+        seed=training_args.seed if training_args.data_seed is None else training_args.data_seed,
+        shuffle=split == DATASET_TRAIN_DIR and training_args.train_sampling_strategy != "sequential",
+        buffer_rows=cfg.data.buffer_size,
+    )
 
 
-def keep_worker_shard(trainer: Trainer) -> Trainer:
-    """Each worker already holds its own shard: load it as is instead of letting accelerate shard it again."""
-    import torch
-    from torch.utils.data import DataLoader
+def stream_worker_shard(trainer: Trainer, train: ShardStream, evaluation: ShardStream | None) -> Trainer:
+    """Train and evaluate on this worker's streams: load them as they are, instead of letting accelerate shard
+    them again, and resume mid-epoch by starting the stream at its position instead of replaying batches."""
+    from lf_ray.train.stream import EpochLoader
 
     base = trainer.__class__
 
-    class WorkerShardTrainer(base):  # type: ignore[misc, valid-type]
-        def _shard_loader(self, dataset, batch_size: int, shuffle: bool) -> DataLoader:
-            generator = torch.Generator().manual_seed(self.args.seed)
-            return DataLoader(
-                dataset,
+    class StreamedTrainer(base):  # type: ignore[misc, valid-type]
+        def _stream_loader(self, stream: ShardStream, batch_size: int) -> EpochLoader:
+            return EpochLoader(
+                stream,
                 batch_size=batch_size,
-                shuffle=shuffle,
-                generator=generator if shuffle else None,
                 collate_fn=self.data_collator,
                 drop_last=self.args.dataloader_drop_last,
                 num_workers=self.args.dataloader_num_workers,
             )
 
-        def get_train_dataloader(self) -> DataLoader:
-            shuffle = getattr(self.args, "train_sampling_strategy", "random") != "sequential"
-            return self._shard_loader(self.train_dataset, self._train_batch_size, shuffle=shuffle)
+        def get_train_dataloader(self) -> EpochLoader:
+            return self._stream_loader(self.train_dataset, self._train_batch_size)
 
-        def get_eval_dataloader(self, eval_dataset=None) -> DataLoader:
-            dataset = self.eval_dataset if eval_dataset is None else eval_dataset
-            return self._shard_loader(dataset, self.args.eval_batch_size, shuffle=False)
+        def get_eval_dataloader(self, eval_dataset=None) -> EpochLoader:
+            stream = self.eval_dataset if eval_dataset is None else eval_dataset
+            return self._stream_loader(stream, self.args.eval_batch_size)
 
-    WorkerShardTrainer.__name__ = base.__name__
-    trainer.__class__ = WorkerShardTrainer
+        def get_resumed_dataloader(self, dataloader: EpochLoader, num_batches: int) -> EpochLoader:
+            return dataloader.resume_at_batch(num_batches)
+
+    StreamedTrainer.__name__ = base.__name__
+    trainer.__class__ = StreamedTrainer
+    trainer.train_dataset, trainer.eval_dataset = train, evaluation
     return trainer
 
 

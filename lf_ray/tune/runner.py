@@ -102,7 +102,6 @@ def run_tune(
     from lf_ray.train.launcher import (
         check_model_fits_finetuning,
         check_trainable,
-        materialize_datasets,
         written_locally,
     )
     from lf_ray.tune.resources import plan_trials
@@ -118,15 +117,14 @@ def run_tune(
     dataset = run_preprocess(cfg)  # once, for every trial
     check_model_fits_finetuning(cfg)
     ensure_ray(cfg.ray.ray_init_kwargs)
-    datasets = materialize_datasets(dataset.path)
     plan = plan_trials(spec, cfg.ray, _free_resources())
     for note in plan.notes:
         print(f"[tune] {note}", flush=True)
     uri = tracking_uri()
     sweep_run = _start_sweep_run(cfg, spec, name, mlflow_parent_run_id, uri)
-    context = _trial_context(cfg, spec, plan, out, name, sweep_run, uri)
+    context = _trial_context(cfg, spec, plan, out, name, sweep_run, uri, dataset.path)
     try:
-        records = _fit_sweep(cfg, spec, context, datasets, name, show_progress)
+        records = _fit_sweep(cfg, spec, context, name, show_progress)
     except BaseException:
         _finish_tracking(sweep_run, [], None, [], uri)  # the sweep's run ends FAILED, not RUNNING forever
         raise
@@ -197,7 +195,14 @@ def _upload_sweep(local: Path, target: str) -> None:
 
 
 def _trial_context(
-    cfg: LfRayConfig, spec: TuneSpec, plan: TrialPlan, out: Path, name: str, sweep_run: str | None, uri: str
+    cfg: LfRayConfig,
+    spec: TuneSpec,
+    plan: TrialPlan,
+    out: Path,
+    name: str,
+    sweep_run: str | None,
+    uri: str,
+    dataset_path: str,
 ) -> TrialContext:
     import ray
 
@@ -206,6 +211,7 @@ def _trial_context(
 
     return TrialContext(
         base=cfg.to_dict(non_default_only=True),
+        dataset_path=dataset_path,
         trials_dir=str(out / TRIALS_DIR),
         train_storage=storage.join(storage_path(cfg), f"{name}_train"),
         plan=plan,
@@ -218,7 +224,7 @@ def _trial_context(
 
 
 def _fit_sweep(
-    cfg: LfRayConfig, spec: TuneSpec, context: TrialContext, datasets: dict, name: str, show_progress: bool
+    cfg: LfRayConfig, spec: TuneSpec, context: TrialContext, name: str, show_progress: bool
 ) -> list[dict[str, Any]]:
     """Run the Tuner; return one record per trial (id, sampled config, last result, error)."""
     from ray import tune
@@ -230,9 +236,7 @@ def _fit_sweep(
     plan = context.plan
     path, filesystem = ray_storage(cfg)
     recorder = _trial_recorder(spec.metric, show_progress)
-    trainable = tune.with_resources(
-        tune.with_parameters(LfRayTrial, context=context, datasets=datasets), {"CPU": plan.driver_cpus}
-    )
+    trainable = tune.with_resources(tune.with_parameters(LfRayTrial, context=context), {"CPU": plan.driver_cpus})
     tuner = tune.Tuner(
         trainable,
         param_space=build_param_space(spec),

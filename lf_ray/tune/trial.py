@@ -36,9 +36,11 @@ _OPTIMIZER_STATE = ("optimizer.pt", "scheduler.pt")
 
 @dataclass(frozen=True)
 class TrialContext:
-    """What every trial shares: the base config, where trials write, the resources plan, the MLflow sweep run."""
+    """What every trial shares: the base config, the tokenized dataset, where trials write, the resources plan,
+    the MLflow sweep run."""
 
     base: dict[str, Any]
+    dataset_path: str
     trials_dir: str
     train_storage: str
     plan: TrialPlan
@@ -75,17 +77,17 @@ def trial_config_values(context: TrialContext, sampled: dict[str, Any], trial_id
 
 
 class LfRayTrial(tune.Trainable):
-    """The Tune trainable of one trial; `setup` receives the shared `context` and `datasets` via
-    `tune.with_parameters`, and training starts at the first `step` (after a PBT `load_checkpoint`)."""
+    """The Tune trainable of one trial; `setup` receives the shared `context` via `tune.with_parameters`, and
+    training starts at the first `step` (after a PBT `load_checkpoint`)."""
 
-    def setup(self, config: dict[str, Any], context: TrialContext, datasets: dict[str, Any]) -> None:
-        self.context, self.datasets = context, datasets
+    def setup(self, config: dict[str, Any], context: TrialContext) -> None:
+        self.context = context
         self.start_from: str | None = None
         self.run: TrialRun | None = None
 
     def step(self) -> dict[str, Any]:
         if self.run is None:
-            self.run = TrialRun.start(self.context, dict(self.config), self.trial_id, self.datasets, self.start_from)
+            self.run = TrialRun.start(self.context, dict(self.config), self.trial_id, self.start_from)
         return self.run.next_result()
 
     def save_checkpoint(self, checkpoint_dir: str) -> None:
@@ -123,9 +125,7 @@ class TrialRun:
         self.thread.start()
 
     @classmethod
-    def start(
-        cls, context: TrialContext, sampled: dict[str, Any], trial_id: str, datasets: dict, start_from: str | None
-    ) -> TrialRun:
+    def start(cls, context: TrialContext, sampled: dict[str, Any], trial_id: str, start_from: str | None) -> TrialRun:
         """Build the trial's config and TorchTrainer (the same pieces as `lf-ray train`), and start fitting."""
         from ray.train.torch import TorchConfig, TorchTrainer
         from ray.util.queue import Queue
@@ -149,11 +149,12 @@ class TrialRun:
         output_dir = Path(cfg.training["output_dir"])
         trainer = TorchTrainer(
             train_loop_per_worker,
-            train_loop_config=build_loop_config(cfg, output_dir, use_gpu=scaling.use_gpu, mlflow_run_id=run_id),
+            train_loop_config=build_loop_config(
+                cfg, output_dir, context.dataset_path, use_gpu=scaling.use_gpu, mlflow_run_id=run_id
+            ),
             torch_config=TorchConfig(backend="nccl" if scaling.use_gpu else "gloo"),
             scaling_config=scaling,
             run_config=run_config,
-            datasets=datasets,
         )
         return cls(trainer, queue, context.metric)
 

@@ -124,3 +124,8 @@ def test_a_distributed_read_writes_the_same_artifact(tmp_path, overrides):
             assert pq.read_table(Path(spread.path) / split / name) == pq.read_table(Path(driver.path) / split / name)
     for key in ("rows_in", "rows_out", "tokens", "truncated", "dropped"):
         assert spread.manifest["metrics"][key] == driver.manifest["metrics"][key]
+
+
+def test_streaming_reads_the_sources_with_ray_tasks_whatever_their_size(tmp_path):
+    config = _config(tmp_path, "stream", "stage=sft", "dataset=identity", "streaming=true", "max_steps=5")
+    assert run_preprocess(config).manifest["read"] == "distributed"

@@ -1,7 +1,7 @@
 """A big-dataset preprocess and a 2-worker Ray Train group on a simulated two-node cluster
 (`ray.cluster_utils.Cluster`, two nodes of one CPU), run in its own process because the test session already
 holds a Ray instance: the artifact is the driver path's, and the rows the two training workers (one per node)
-see add up to the artifact's rows, none twice."""
+stream add up to the artifact's rows (one seen twice when they are odd, so both take as many steps)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ SCRIPT = textwrap.dedent(
     from ray.train.torch import TorchConfig, TorchTrainer
     from lf_ray.config import prepare_config
     from lf_ray.data.preprocess import run_preprocess
-    from lf_ray.train.launcher import materialize_datasets
 
     out = pathlib.Path(sys.argv[1])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -46,16 +45,18 @@ SCRIPT = textwrap.dedent(
         return hashlib.sha1(json.dumps(list(ids)).encode()).hexdigest()
 
     def loop(config):
+        import types
         import ray.train
-        from lf_ray.train.worker import _shard
-        shard = _shard("train")
+        from lf_ray.train.worker import _stream
+        arguments = types.SimpleNamespace(seed=42, data_seed=None, train_sampling_strategy="random")
+        stream = _stream(config["cfg"], arguments, config["path"], "train")
         rank = ray.train.get_context().get_world_rank()
-        seen = {"node": ray.get_runtime_context().get_node_id(), "rows": [key(ids) for ids in shard["input_ids"]]}
+        seen = {"node": ray.get_runtime_context().get_node_id(), "rows": [key(row["input_ids"]) for row in stream]}
         (pathlib.Path(config["dir"]) / f"{rank}.json").write_text(json.dumps(seen))
 
     (out / "seen").mkdir()
     TorchTrainer(
-        loop, train_loop_config={"dir": str(out / "seen")}, datasets=materialize_datasets(spread.path),
+        loop, train_loop_config={"dir": str(out / "seen"), "cfg": config("spread"), "path": spread.path},
         scaling_config=ScalingConfig(num_workers=2, placement_strategy="SPREAD", resources_per_worker={"CPU": 1}),
         torch_config=TorchConfig(backend="gloo"), run_config=RunConfig(name="rows", storage_path=str(out / "ray")),
     ).fit()
@@ -66,7 +67,8 @@ SCRIPT = textwrap.dedent(
     print("RESULT " + json.dumps({
         "nodes": spread.manifest["nodes"], "read": spread.manifest["read"], "same": same, "parts": len(files),
         "worker_rows": [len(w["rows"]) for w in workers], "worker_nodes": len({w["node"] for w in workers}),
-        "artifact_rows": len(artifact), "seen_equals_artifact": seen == collections.Counter(artifact),
+        "artifact_rows": len(artifact), "unseen": sum((collections.Counter(artifact) - seen).values()),
+        "seen_twice": sum((seen - collections.Counter(artifact)).values()),
     }))
     ray.shutdown()
     cluster.shutdown()
@@ -80,4 +82,5 @@ def test_preprocess_and_training_workers_span_two_nodes(tmp_path):
     assert result["read"] == "distributed" and result["nodes"] in (1, 2) and result["parts"] > 2
     assert result["same"]  # file for file the driver path's artifact
     assert result["worker_nodes"] == 2 and all(rows > 0 for rows in result["worker_rows"])
-    assert sum(result["worker_rows"]) == result["artifact_rows"] and result["seen_equals_artifact"]
+    assert result["worker_rows"][0] == result["worker_rows"][1] == -(-result["artifact_rows"] // 2)
+    assert result["unseen"] == 0 and result["seen_twice"] == result["artifact_rows"] % 2
