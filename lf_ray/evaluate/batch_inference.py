@@ -1,18 +1,24 @@
 """Ray Data batch inference over a tokenized split: per-row loss (for eval loss / perplexity) and generation.
 
 Each `map_batches` actor loads the model once (base + adapters merged, as `load_model` does for inference)
-and the tokenizer fixed by the template, then scores or generates batch after batch. Order is preserved, so
-row i of the output belongs to row i of the split. On a GPU cluster each actor takes one GPU.
+and the tokenizer fixed by the template, then scores or generates batch after batch. The driver streams the
+results (order preserved, so row i of the output belongs to row i of the split) and keeps only sums and the
+predictions file it appends to: its memory does not grow with the split. On a GPU cluster each actor takes one
+GPU.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lf_ray.constants import IGNORE_INDEX
+from lf_ray.evaluate.metrics import SIMILARITY_KEYS, example_scores
 
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
@@ -68,7 +74,8 @@ class LossBatch(_ModelActor):
 
 
 class GenerateBatch(_ModelActor):
-    """Greedy or sampled continuations of each prompt, stopping at the template's stop tokens; with
+    """Greedy or sampled continuations of each prompt, stopping at the template's stop tokens, as LF's
+    predictions file lines (`prompt`, `predict`, `label`) with each row's similarity scores; with
     `base_config`, also the continuations of the base model (the same model without its adapters)."""
 
     def __init__(self, config: dict[str, Any], base_config: dict[str, Any] | None = None) -> None:
@@ -81,9 +88,24 @@ class GenerateBatch(_ModelActor):
             self.base_model, _ = load_model(build_config(base_config), for_training=False, tokenizer=self.tokenizer)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = {"predict": self._generate(self.model, batch["input_ids"])}
+        rows = [
+            {
+                "prompt": self.tokenizer.decode(list(prompt), skip_special_tokens=False),
+                "predict": predict,
+                "label": self.tokenizer.decode(list(label), skip_special_tokens=True).strip(),
+            }
+            for prompt, label, predict in zip(
+                batch["input_ids"], batch["labels"], self._generate(self.model, batch["input_ids"]), strict=True
+            )
+        ]
         if self.base_model is not None:
-            out["base_predict"] = self._generate(self.base_model, batch["input_ids"])
+            for row, base in zip(rows, self._generate(self.base_model, batch["input_ids"]), strict=True):
+                row["base_predict"] = base
+        out = {"line": np.array([json.dumps(row, ensure_ascii=False) for row in rows], dtype=object)}
+        for prefix, key in (("predict_", "predict"), ("base_predict_", "base_predict")):
+            if key in rows[0]:
+                scores = [example_scores(row[key], row["label"]) for row in rows]
+                out.update({prefix + name: np.array([s[name] for s in scores]) for name in SIMILARITY_KEYS})
         return out
 
     def _generate(self, model: Any, rows: np.ndarray) -> np.ndarray:
@@ -105,12 +127,13 @@ class GenerateBatch(_ModelActor):
             )
         skip = self.cfg.generating.skip_special_tokens
         texts = self.tokenizer.batch_decode(output[:, input_ids.shape[1] :], skip_special_tokens=skip)
-        return np.array([text.strip() for text in texts], dtype=object)
+        return [text.strip() for text in texts]
 
 
 def _map_split(
     cfg: LfRayConfig, split: Path, actor: type[_ModelActor], columns: list[str], actors: int, **actor_kwargs: Any
-) -> dict[str, list]:
+) -> Iterator[dict[str, np.ndarray]]:
+    """The actors' output batches, streamed in the split's order."""
     import ray
     import ray.data
 
@@ -132,8 +155,7 @@ def _map_split(
             num_gpus=1 if use_gpu else 0,
         )
     )
-    rows = dataset.take_all()
-    return {key: [row[key] for row in rows] for key in (rows[0] if rows else {})}
+    return dataset.iter_batches(batch_size=None, batch_format="numpy")
 
 
 def score_split(cfg: LfRayConfig, split: Path, actors: int = 1) -> dict[str, float]:
@@ -145,17 +167,36 @@ def score_split(cfg: LfRayConfig, split: Path, actors: int = 1) -> dict[str, flo
     columns = [
         c for c in ("input_ids", "labels", "position_ids") if c in pq.read_schema(next(split.glob("*.parquet"))).names
     ]
-    scored = _map_split(cfg, split, LossBatch, columns, actors)
-    tokens = int(sum(scored.get("tokens", [])))
+    loss_sum, tokens = 0.0, 0
+    for batch in _map_split(cfg, split, LossBatch, columns, actors):
+        loss_sum, tokens = loss_sum + float(batch["loss_sum"].sum()), tokens + int(batch["tokens"].sum())
     if tokens == 0:
         return {}
-    loss = float(sum(scored["loss_sum"])) / tokens
+    loss = loss_sum / tokens
     return {"eval_loss": loss, "perplexity": perplexity(loss), "eval_tokens": tokens}
 
 
-def generate_split(cfg: LfRayConfig, split: Path, base: LfRayConfig | None = None, actors: int = 1) -> dict[str, list]:
-    """`predict`: one generated text per row of the split (its `input_ids` are the prompts), in the split's
-    order; with `base`, `base_predict` too, generated by that config's model in the same actors."""
+def predict_split(
+    cfg: LfRayConfig, split: Path, predictions: Path, base: LfRayConfig | None = None, actors: int = 1
+) -> dict[str, float]:
+    """`predict`: generate one answer per row of the split (its `input_ids` are the prompts) into LF's
+    predictions file at `predictions`, line i for row i, committed whole (a partial file, then a rename); with
+    `base`, `base_predict` too, generated by that config's model in the same actors. Returns the mean
+    similarity scores (`predict_bleu-4`, ..., and `base_predict_*`) and `predict_samples`."""
     base_config = base.to_dict() if base is not None else None
-    generated = _map_split(cfg, split, GenerateBatch, ["input_ids"], actors, base_config=base_config)
-    return {key: [str(text) for text in texts] for key, texts in generated.items()}
+    totals: dict[str, float] = {}
+    rows = 0
+    partial = predictions.with_name(predictions.name + ".partial")
+    with partial.open("w", encoding="utf-8") as out:
+        batches = _map_split(cfg, split, GenerateBatch, ["input_ids", "labels"], actors, base_config=base_config)
+        for batch in batches:
+            out.writelines(f"{line}\n" for line in batch["line"])
+            rows += len(batch["line"])
+            for key, scores in batch.items():
+                if key != "line":
+                    totals[key] = totals.get(key, 0.0) + float(scores.sum())
+    if rows == 0:
+        partial.unlink()
+        raise ValueError("predict needs at least one prompt; the evaluation set is empty.")
+    os.replace(partial, predictions)
+    return {**{key: total / rows for key, total in totals.items()}, "predict_samples": rows}

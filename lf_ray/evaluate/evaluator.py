@@ -16,7 +16,6 @@ Results go to `save_dir` (else `output_dir`); every file is written atomically a
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lf_ray import storage
-from lf_ray.artifacts import build_manifest, publish, write_json, write_text
+from lf_ray.artifacts import build_manifest, publish, write_json
 from lf_ray.constants import BUILTIN_DATASET_DIR, DATASET_EVAL_DIR, EVAL_TASKS_DIR, MANIFEST_NAME
 from lf_ray.errors import ConfigError
 from lf_ray.stages import STAGES
@@ -117,37 +116,13 @@ def _eval_split(cfg: LfRayConfig, *, predict: bool, work_dir: str | None = None)
 
 
 def _predict(cfg: LfRayConfig, split: Path, results: Path) -> tuple[dict[str, Any], Path]:
-    import pyarrow.parquet as pq
-
-    from lf_ray.data.tokenizer_spec import tokenizer_spec
-    from lf_ray.evaluate.batch_inference import generate_split
-    from lf_ray.evaluate.metrics import similarity_metrics
+    from lf_ray.evaluate.batch_inference import predict_split
 
     started = time.perf_counter()
     base_cfg = _derived_config(cfg, adapter_name_or_path=None) if cfg.eval.compare_base_model else None
-    generated = generate_split(cfg, split, base=base_cfg)
-    predictions, base = generated.get("predict", []), generated.get("base_predict")
-    runtime = time.perf_counter() - started
-    tokenizer, _ = tokenizer_spec(cfg).load()
-    table = pq.read_table(split, columns=["input_ids", "labels"]).to_pydict()
-    lines = []
-    for index, (prompt_ids, label_ids) in enumerate(zip(table["input_ids"], table["labels"], strict=True)):
-        row = {
-            "prompt": tokenizer.decode(prompt_ids, skip_special_tokens=False),
-            "predict": predictions[index],
-            "label": tokenizer.decode(label_ids, skip_special_tokens=True).strip(),
-        }
-        if base is not None:
-            row["base_predict"] = base[index]
-        lines.append(json.dumps(row, ensure_ascii=False))
     path = results / PREDICTIONS_FILE
-    write_text(path, "\n".join(lines) + "\n")
-    labels = [json.loads(line)["label"] for line in lines]
-    metrics = {f"predict_{key}": value for key, value in similarity_metrics(predictions, labels).items()}
-    metrics.update(predict_samples=len(lines), predict_runtime=round(runtime, 3))
-    if base is not None:
-        base_scores = similarity_metrics(base, labels)
-        metrics.update({f"base_predict_{key}": value for key, value in base_scores.items()})
+    metrics = predict_split(cfg, split, path, base=base_cfg)
+    metrics["predict_runtime"] = round(time.perf_counter() - started, 3)
     return metrics, path
 
 

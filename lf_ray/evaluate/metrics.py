@@ -107,10 +107,15 @@ def similarity_metrics(predictions: Sequence[str], references: Sequence[str]) ->
         raise ValueError("similarity_metrics needs at least one prediction; the evaluation set is empty.")
     totals = dict.fromkeys(SIMILARITY_KEYS, 0.0)
     for prediction, reference in zip(predictions, references, strict=True):
-        example = {"bleu-4": bleu4(prediction, reference), **rouge_scores(prediction, reference)}
-        for key in SIMILARITY_KEYS:
-            totals[key] += round(example[key], 4)
+        for key, score in example_scores(prediction, reference).items():
+            totals[key] += score
     return {key: total / len(predictions) for key, total in totals.items()}
+
+
+def example_scores(prediction: str, reference: str) -> dict[str, float]:
+    """One example's BLEU-4 and ROUGE scores (×100, rounded to 4 places as LF rounds them before averaging)."""
+    example = {"bleu-4": bleu4(prediction, reference), **rouge_scores(prediction, reference)}
+    return {key: round(example[key], 4) for key in SIMILARITY_KEYS}
 
 
 def perplexity(mean_loss: float) -> float:
