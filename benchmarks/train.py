@@ -2,10 +2,13 @@
 
     python benchmarks/train.py                   # 1 and 2 workers, packing off and on, + baseline
     python benchmarks/train.py --epochs 3 --model builtin:tiny-qwen
+    python benchmarks/train.py --worker-rss 100000 1000000   # workers' peak RSS, same steps, growing data
 
 The baseline is a single-process transformers Trainer over the same tokenized Parquet, in this process
 (no Ray). lf-ray's numbers use each run's own `train_runtime` (worker group start-up is printed apart).
-Ratios are against the baseline of the same run.
+Ratios are against the baseline of the same run. `--worker-rss` trains 2 workers for the same 30 steps on
+generated alpaca sets of each size and prints the training workers' peak RSS (sampled every 0.2 s), which
+should not grow with the data: each worker streams its share.
 """
 
 from __future__ import annotations
@@ -50,23 +53,70 @@ def baseline(cfg, dataset_path: Path) -> float:
     from lf_ray.data.tokenizer_spec import tokenizer_spec
     from lf_ray.model.loading import load_model
     from lf_ray.train.arguments import build_training_arguments
-    from lf_ray.train.stages import STAGES, StageContext
+    from lf_ray.train.stages import StageContext, build_trainer
 
-    train = datasets.Dataset.from_parquet(str(dataset_path / "train" / "*.parquet"))
+    train = datasets.Dataset.from_parquet(str(Path(dataset_path) / "train" / "*.parquet"))
     tokenizer, _ = tokenizer_spec(cfg).load()
     model, tokenizer = load_model(cfg, for_training=True, tokenizer=tokenizer)
     args = build_training_arguments(cfg, output_dir=cfg.training["output_dir"], overrides={"use_cpu": True})
-    trainer = STAGES["sft"](
+    trainer = build_trainer(
         StageContext(cfg=cfg, model=model, tokenizer=tokenizer, training_args=args, train_dataset=train)
     )
     return trainer.train().metrics["train_runtime"]
+
+
+def worker_rss(sizes: list[int], model: str) -> None:
+    """The training workers' peak RSS for the same steps over datasets of growing size."""
+    import threading
+
+    import psutil
+    import ray
+    from preprocess import write_dataset  # benchmarks/preprocess.py, beside this script
+
+    from lf_ray.train.launcher import run_training
+
+    ray.init(include_dashboard=False, log_to_driver=False)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rows in sizes:
+            data = Path(tmp) / f"data{rows}"
+            data.mkdir()
+            write_dataset(data, rows)
+            out = Path(tmp) / f"out{rows}"
+            values = overrides(out, model, 1, 2, False)
+            values = [v for v in values if not v.startswith(("dataset", "num_train_epochs"))]
+            values += [f"dataset_dir={data}", "dataset=bench", "max_steps=30", "cutoff_len=128"]
+            cfg = prepare_config(None, values)
+            peak, done = [0], threading.Event()
+
+            def sample(peak=peak, done=done) -> None:
+                while not done.wait(0.2):
+                    for process in psutil.process_iter(["cmdline", "memory_info"]):
+                        if any("RayTrainWorker" in part for part in process.info["cmdline"] or []):
+                            peak[0] = max(peak[0], process.info["memory_info"].rss)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            started = time.perf_counter()
+            run_training(cfg, show_progress=False)
+            done.set()
+            sampler.join()
+            results.append((rows, peak[0] / 2**20, time.perf_counter() - started))
+    ray.shutdown()
+    print(f"\n{'rows':>10} {'worker peak RSS MiB':>20} {'vs first':>9} {'wall s':>8}   (2 workers, 30 steps)")
+    for rows, mib, wall in results:
+        print(f"{rows:>10} {mib:20.0f} {mib / results[0][1]:8.2f}x {wall:8.1f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin:tiny-llama")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--worker-rss", type=int, nargs="+", metavar="ROWS", help="workers' peak RSS per data size")
     args = parser.parse_args()
+    if args.worker_rss:
+        worker_rss(args.worker_rss, args.model)
+        return
 
     import ray
 
