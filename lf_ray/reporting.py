@@ -39,9 +39,10 @@ def print_preprocess_summary(result: PreprocessResult) -> None:
             print(f"        dropped {count}: {reason}")
     timings = manifest.get("timings", {})
     if not result.reused and timings:
+        where = f"on {manifest['actors']} tokenizer actor(s)" if manifest["actors"] else "in this process (small data)"
         print(
             f"  {timings['processing_s']} s: {timings['rows_per_s']} rows/s, {timings['tokens_per_s']} tokens/s "
-            f"on {manifest['actors']} tokenizer actor(s) (plus {timings['load_tokenizer_s']} s loading the tokenizer)"
+            f"{where} (plus {timings['load_tokenizer_s']} s loading the tokenizer)"
         )
 
 

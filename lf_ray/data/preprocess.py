@@ -226,14 +226,20 @@ class ProcessParts:
 
     def __call__(self, part: pa.Table, destination: str) -> pa.Table:
         split, index = SPLITS[part.column("_split")[0].as_py()], part.column("_part")[0].as_py()
-        layout = self.layouts[split]
         rows = rows_of_part(part) if "_rows" in part.column_names else part.drop(["_split", "_part"])
-        out, stats = process_part(rows, self.template, self.tokenizer, self.settings, layout)
         name = self.files[split][index]
-        if out.num_rows:
-            write_parquet(out, storage.join(destination, split, name))
-        stats["files"] = [name] if out.num_rows else []
+        uri = storage.join(destination, split, name)
+        stats = write_part(rows, uri, self.tokenizer, self.template, self.settings, self.layouts[split])
         return pa.table({"split": [split], "file": [name], "stats": [json.dumps(stats)], "node": [self.node]})
+
+
+def write_part(rows: pa.Table, uri: str, tokenizer, template, settings: EncodeSettings, layout: Layout) -> dict:
+    """Process one part of a split and write it to `uri` (nothing when no row is left); its statistics."""
+    out, stats = process_part(rows, template, tokenizer, settings, layout)
+    if out.num_rows:
+        write_parquet(out, uri)
+    stats["files"] = [uri.rsplit("/", 1)[-1]] if out.num_rows else []
+    return stats
 
 
 def write_parquet(table: pa.Table, uri: str) -> None:
@@ -255,10 +261,33 @@ def part_files(rows: int, size: int) -> list[str]:
     return [f"part-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
 
 
+def process_here(
+    tables: dict[str, pa.Table], tokenizer, template, settings, layouts: dict[str, Layout], destination: str
+) -> dict[str, dict[str, Any]]:
+    """Splits processed part after part in this process, writing the same files as the actor pool: for splits
+    of one part each, where the pool would be one actor doing the same work after Ray and the actor had
+    started (most of a small `lf-ray preprocess`'s wall time)."""
+    stats = {}
+    for split, table in tables.items():
+        layout = layouts[split]
+        size = part_rows(table.num_rows, layout.batch_size)
+        parts = []
+        for index, name in enumerate(part_files(table.num_rows, size)):
+            uri = storage.join(destination, split, name)
+            parts.append(write_part(table.slice(index * size, size), uri, tokenizer, template, settings, layout))
+        files = [f for part in parts for f in part["files"]]
+        stats[split] = {**merge_stats(parts), "files": files, "actors": 0, "nodes": 1}
+    return stats
+
+
+def one_part_each(tables: dict[str, pa.Table], layouts: dict[str, Layout]) -> bool:
+    return all(table.num_rows <= layouts[split].batch_size for split, table in tables.items())
+
+
 def process_tables(
     tables: dict[str, pa.Table], spec, settings, layouts: dict[str, Layout], destination: str, workers: int
 ) -> dict[str, dict[str, Any]]:
-    """Splits held by the driver (small datasets): cut into parts, processed and written by the actor pool."""
+    """Splits held by the driver: cut into parts, processed and written by the actor pool."""
     import ray.data
 
     parts, files = [], {}
@@ -430,12 +459,8 @@ def run_preprocess(
     timings: dict[str, float] = collections.defaultdict(float)
     with _timed(timings, "load_tokenizer_s"):  # fails here, before any Ray work, if the template does not fit
         spec = tokenizer_spec(cfg)
-        tokenizer, _ = spec.load()
+        tokenizer, template = spec.load()
 
-    from lf_ray.cluster import ensure_ray
-
-    ensure_ray(cfg.ray.ray_init_kwargs)
-    workers = workers or data.preprocessing_num_workers or _available_cpus()
     if distributed is None:
         size = source_bytes(data)
         distributed = size is not None and (data.streaming or size >= DISTRIBUTED_BYTES)
@@ -459,6 +484,7 @@ def run_preprocess(
     }
     with _timed(timings, "read_convert_s"), data_errors():
         if distributed:
+            _start_ray(cfg)
             splits = load_placed_splits(
                 data, stage, seed, functools.partial(part_rows, batch_size=data.preprocessing_batch_size)
             )
@@ -467,11 +493,17 @@ def run_preprocess(
     with staged(plan.path) as destination:
         with _timed(timings, "process_s"):
             if isinstance(splits, PlacedSplits):
+                workers = workers or data.preprocessing_num_workers or _available_cpus()
                 split_stats = process_placed(splits, spec, settings, layouts, destination, workers)
             else:
                 tables = {DATASET_TRAIN_DIR: splits.train, DATASET_EVAL_DIR: splits.eval}
                 tables = {split: table for split, table in tables.items() if table is not None}
-                split_stats = process_tables(tables, spec, settings, layouts, destination, workers)
+                if one_part_each(tables, layouts):
+                    split_stats = process_here(tables, tokenizer, template, settings, layouts, destination)
+                else:
+                    _start_ray(cfg)
+                    workers = workers or data.preprocessing_num_workers or _available_cpus()
+                    split_stats = process_tables(tables, spec, settings, layouts, destination, workers)
         for split, stats in split_stats.items():
             _refuse_empty(stats, split, stage)
             stats.update(columns=layouts[split].columns, processor=kinds[split])
@@ -494,6 +526,12 @@ def _refuse_empty(stats: dict[str, Any], split_name: str, stage: str) -> None:
             f"dropped because: {stats['drop_reasons'] or 'nothing left after packing'}; examples: "
             f"{stats['drop_examples']}. Check that the datasets suit stage `{stage}` and cutoff_len"
         )
+
+
+def _start_ray(cfg: LfRayConfig) -> None:
+    from lf_ray.cluster import ensure_ray
+
+    ensure_ray(cfg.ray.ray_init_kwargs)
 
 
 def _available_cpus() -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from lf_ray.config import prepare_config
+from lf_ray.data import preprocess
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import chunk_pretrain, pack_supervised
 from lf_ray.data.preprocess import encode_table, run_preprocess
@@ -73,17 +76,39 @@ def test_second_run_reuses_and_overwrite_cache_rebuilds(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary dirs left behind
 
 
-def test_one_and_two_actors_write_the_same_files(tmp_path):
+def test_one_and_two_actors_and_this_process_write_the_same_files(tmp_path, monkeypatch):
     one = run_preprocess(_config(tmp_path / "one", "preprocessing_batch_size=16"), workers=1)
     two = run_preprocess(_config(tmp_path / "two", "preprocessing_batch_size=16"), workers=2)
-    assert two.manifest["actors"] == 2
+    monkeypatch.setattr(preprocess, "one_part_each", lambda tables, layouts: True)  # small data's path, many parts
+    here = run_preprocess(_config(tmp_path / "here", "preprocessing_batch_size=16"))
+    assert (one.manifest["actors"], two.manifest["actors"], here.manifest["actors"]) == (1, 2, 0)
     for split in ("train", "eval"):
         files = sorted(p.name for p in (Path(one.path) / split).iterdir())
-        assert files == sorted(p.name for p in (Path(two.path) / split).iterdir())
-        assert files == one.manifest["splits"][split]["files"]
-        for name in files:
-            assert _read(Path(one.path) / split / name) == _read(Path(two.path) / split / name)
+        assert files == one.manifest["splits"][split]["files"] == here.manifest["splits"][split]["files"]
+        for other in (two, here):
+            assert files == sorted(p.name for p in (Path(other.path) / split).iterdir())
+            for name in files:
+                assert _read(Path(one.path) / split / name) == _read(Path(other.path) / split / name)
+        counted = ("rows_in", "rows_out", "tokens", "truncated", "dropped", "drop_reasons")
+        pooled, alone = one.manifest["splits"][split], here.manifest["splits"][split]
+        assert {key: pooled[key] for key in counted} == {key: alone[key] for key in counted}
     assert len(one.manifest["splits"]["train"]["files"]) > 1  # the split really was cut into parts
+
+
+def test_a_dataset_of_one_preprocessing_batch_is_tokenized_without_starting_ray(tmp_path):
+    """A 100-row `lf-ray preprocess` would spend most of its time starting Ray and one tokenizer actor."""
+    script = (
+        "import sys, ray\n"
+        "from lf_ray.config import prepare_config\n"
+        "from lf_ray.data.preprocess import run_preprocess\n"
+        "result = run_preprocess(prepare_config(None, sys.argv[1:]))\n"
+        "print(result.manifest['actors'], result.manifest['splits']['train']['rows_out'], ray.is_initialized())\n"
+    )
+    args = ["model_name_or_path=builtin:tiny-llama", "stage=sft", "dataset_dir=builtin", "dataset=identity",
+            "cutoff_len=128", f"tokenized_path={tmp_path / 'tokenized'}"]  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, check=True)
+    actors, rows, ray_started = done.stdout.split()[-3:]
+    assert (actors, ray_started) == ("0", "False") and int(rows) > 0
 
 
 def _batches(cfg, kind: str, cutoff: int, batch_size: int):
