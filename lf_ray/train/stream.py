@@ -74,6 +74,9 @@ class ShardStream(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         skip, self.skip = self.skip, 0
+        return self._rows(skip)
+
+    def _rows(self, skip: int) -> Iterator[dict[str, Any]]:
         worker = torch.utils.data.get_worker_info()
         position = skip - skip % self.buffer_rows
         for start in range(position, len(self), self.buffer_rows):
@@ -133,6 +136,11 @@ class EpochLoader(torch.utils.data.DataLoader):
 
     def set_epoch(self, epoch: int) -> None:
         self.dataset.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Any]:
+        batches = super().__iter__()  # the stream, or its copies in worker processes, took the resume position
+        self.dataset.resume_at(0)
+        return batches
 
     def resume_at_batch(self, batches: int) -> EpochLoader:
         self.dataset.resume_at(batches * (self.batch_size or 1))

@@ -80,8 +80,10 @@ def test_the_loader_resumes_at_a_batch_and_dataloader_workers_keep_the_order(spl
     batches = [[row["row"] for row in batch] for batch in loader(0)]
     assert len(batches) == len(loader(0)) == 3 and sum(map(len, batches)) == 8
     assert [[row["row"] for row in batch] for batch in loader(2)] == batches
-    resumed = loader(0).resume_at_batch(2)
-    assert [[row["row"] for row in batch] for batch in resumed] == batches[2:]
+    for workers in (0, 2):
+        resumed = loader(workers).resume_at_batch(2)
+        assert [[row["row"] for row in batch] for batch in resumed] == batches[2:]
+        assert [[row["row"] for row in batch] for batch in resumed] == batches  # the next epoch starts at 0
 
 
 def test_an_iterable_dataset_is_what_torch_sees(split):
