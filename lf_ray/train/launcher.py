@@ -299,8 +299,9 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
     dataset = run_preprocess(cfg)
     if cfg.data.streaming and show_progress:
         print(
-            "[train] streaming: true: the sources were read by Ray tasks and each worker streams its share of the "
-            "artifact; training starts once the artifact is written (lf-ray does not yet overlap the two)",
+            f"[train] streaming: true: the sources were read {_READ_BY[dataset.manifest.get('read', 'driver')]} and "
+            "each worker streams its share of the artifact; training starts once the artifact is written (lf-ray "
+            "does not yet overlap the two)",
             flush=True,
         )
     output_dir = storage.resolve(cfg.training["output_dir"])
@@ -336,6 +337,9 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
         output_dir, build_manifest("model", fingerprint=digest, inputs=inputs, outputs=outputs, metrics=metrics)
     )
     return TrainResult(output_dir, **outputs, metrics=metrics)
+
+
+_READ_BY = {"distributed": "by Ray tasks", "driver": "by the driver (a hub dataset, not files)"}
 
 
 def written_locally(output_dir: str) -> Path:
