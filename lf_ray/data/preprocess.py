@@ -261,47 +261,56 @@ def part_files(rows: int, size: int) -> list[str]:
     return [f"part-{index:05d}-of-{count:05d}.parquet" for index in range(count)]
 
 
-def process_here(
-    tables: dict[str, pa.Table], tokenizer, template, settings, layouts: dict[str, Layout], destination: str
-) -> dict[str, dict[str, Any]]:
-    """Splits processed part after part in this process, writing the same files as the actor pool: for splits
-    of one part each, where the pool would be one actor doing the same work after Ray and the actor had
-    started (most of a small `lf-ray preprocess`'s wall time)."""
-    stats = {}
+Parts = dict[str, list[tuple[str, pa.Table]]]  # split -> its parts as (file name, rows)
+
+
+def cut_parts(tables: dict[str, pa.Table], layouts: dict[str, Layout]) -> Parts:
+    """Each split's parts as (file name, rows): whole preprocessing batches, boundaries set by the data only."""
+    cut = {}
     for split, table in tables.items():
-        layout = layouts[split]
-        size = part_rows(table.num_rows, layout.batch_size)
-        parts = []
-        for index, name in enumerate(part_files(table.num_rows, size)):
-            uri = storage.join(destination, split, name)
-            parts.append(write_part(table.slice(index * size, size), uri, tokenizer, template, settings, layout))
-        files = [f for part in parts for f in part["files"]]
-        stats[split] = {**merge_stats(parts), "files": files, "actors": 0, "nodes": 1}
+        size = part_rows(table.num_rows, layouts[split].batch_size)
+        names = part_files(table.num_rows, size)
+        cut[split] = [(name, table.slice(index * size, size)) for index, name in enumerate(names)]
+    return cut
+
+
+def one_part_each(parts: Parts) -> bool:
+    return all(len(split_parts) <= 1 for split_parts in parts.values())
+
+
+def process_here(
+    parts: Parts, tokenizer, template, settings, layouts: dict[str, Layout], destination: str
+) -> dict[str, dict[str, Any]]:
+    """Parts processed one after another in this process, into the same files as the actor pool: for splits of
+    one part each, where the pool would be one actor doing the same work after Ray and the actor had started
+    (most of a small `lf-ray preprocess`'s wall time)."""
+    stats = {}
+    for split, split_parts in parts.items():
+        done = [
+            write_part(rows, storage.join(destination, split, name), tokenizer, template, settings, layouts[split])
+            for name, rows in split_parts
+        ]
+        files = [name for part in done for name in part["files"]]
+        stats[split] = {**merge_stats(done), "files": files, "actors": 0, "nodes": 1}
     return stats
 
 
-def one_part_each(tables: dict[str, pa.Table], layouts: dict[str, Layout]) -> bool:
-    return all(table.num_rows <= layouts[split].batch_size for split, table in tables.items())
-
-
 def process_tables(
-    tables: dict[str, pa.Table], spec, settings, layouts: dict[str, Layout], destination: str, workers: int
+    parts: Parts, spec, settings, layouts: dict[str, Layout], destination: str, workers: int
 ) -> dict[str, dict[str, Any]]:
-    """Splits held by the driver: cut into parts, processed and written by the actor pool."""
+    """Parts of splits held by the driver, processed and written by the actor pool."""
     import ray.data
 
-    parts, files = [], {}
-    for split, table in tables.items():
-        size = part_rows(table.num_rows, layouts[split].batch_size)
-        files[split] = part_files(table.num_rows, size)
-        for index in range(len(files[split])):
-            part = table.slice(index * size, size)
-            tags = {"_split": pa.array([SPLITS.index(split)] * len(part), pa.int8()), "_part": [index] * len(part)}
-            parts.append(part.append_column("_split", tags["_split"]).append_column("_part", pa.array(tags["_part"])))
-    if not parts:
-        return {split: {**merge_stats([]), "files": [], "actors": 0, "nodes": 0} for split in tables}
-    dataset = ray.data.from_arrow(parts)  # one block per part: preprocessing batches never straddle two calls
-    actors = max(1, min(workers, len(parts)))
+    files = {split: [name for name, _ in split_parts] for split, split_parts in parts.items()}
+    blocks = [
+        rows.append_column("_split", pa.array([SPLITS.index(split)] * len(rows), pa.int8())).append_column(
+            "_part", pa.array([index] * len(rows))
+        )
+        for split, split_parts in parts.items()
+        for index, (_, rows) in enumerate(split_parts)
+    ]
+    dataset = ray.data.from_arrow(blocks)  # one block per part: preprocessing batches never straddle two calls
+    actors = max(1, min(workers, len(blocks)))
     processed = dataset.map_batches(
         ProcessParts, batch_size=None, **_pool_args(spec, settings, layouts, files, destination, actors)
     )
@@ -497,13 +506,13 @@ def run_preprocess(
                 split_stats = process_placed(splits, spec, settings, layouts, destination, workers)
             else:
                 tables = {DATASET_TRAIN_DIR: splits.train, DATASET_EVAL_DIR: splits.eval}
-                tables = {split: table for split, table in tables.items() if table is not None}
-                if one_part_each(tables, layouts):
-                    split_stats = process_here(tables, tokenizer, template, settings, layouts, destination)
+                parts = cut_parts({split: table for split, table in tables.items() if table is not None}, layouts)
+                if one_part_each(parts):
+                    split_stats = process_here(parts, tokenizer, template, settings, layouts, destination)
                 else:
                     _start_ray(cfg)
                     workers = workers or data.preprocessing_num_workers or _available_cpus()
-                    split_stats = process_tables(tables, spec, settings, layouts, destination, workers)
+                    split_stats = process_tables(parts, spec, settings, layouts, destination, workers)
         for split, stats in split_stats.items():
             _refuse_empty(stats, split, stage)
             stats.update(columns=layouts[split].columns, processor=kinds[split])

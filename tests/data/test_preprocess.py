@@ -79,7 +79,7 @@ def test_second_run_reuses_and_overwrite_cache_rebuilds(tmp_path):
 def test_one_and_two_actors_and_this_process_write_the_same_files(tmp_path, monkeypatch):
     one = run_preprocess(_config(tmp_path / "one", "preprocessing_batch_size=16"), workers=1)
     two = run_preprocess(_config(tmp_path / "two", "preprocessing_batch_size=16"), workers=2)
-    monkeypatch.setattr(preprocess, "one_part_each", lambda tables, layouts: True)  # small data's path, many parts
+    monkeypatch.setattr(preprocess, "one_part_each", lambda parts: True)  # small data's path, many parts
     here = run_preprocess(_config(tmp_path / "here", "preprocessing_batch_size=16"))
     assert (one.manifest["actors"], two.manifest["actors"], here.manifest["actors"]) == (1, 2, 0)
     for split in ("train", "eval"):
