@@ -204,7 +204,8 @@ def test_train_from_the_browser_then_chat_with_the_result(page, board):
     # while the answer streams, Gradio marks the event's outputs `.pending` then `.generating`: wait for the end
     page.wait_for_function("!document.querySelector('.generating, .pending')", timeout=120_000)
     current = bot.inner_text()
-    assert "Who are you?" in page.locator("#chat-chatbot").inner_text() and len(current.strip()) > 20
+    # what the 12-step tiny model answers is chance: complete answers of 3, 9 and 36 characters were seen
+    assert "Who are you?" in page.locator("#chat-chatbot").inner_text() and current.strip()
     assert len(set(page.evaluate("window.lengths"))) >= 3  # the answer arrived in pieces: streamed
     shot(page, root, "3-chat")
 
