@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from lf_ray import __version__
 from lf_ray.errors import LfRayError
@@ -198,80 +198,74 @@ def _load(config: str | None, overrides: Sequence[str]):
     return cfg
 
 
-def cmd_preprocess(args: argparse.Namespace) -> int:
-    from lf_ray.data.preprocess import plan_preprocess, run_preprocess
-    from lf_ray.reporting import print_dry_run, print_preprocess_summary
+def _run_command(command: str, cfg, dry_run: bool, details: Callable[[], None] | None = None) -> int:
+    """Plan the command's steps (`pipeline.command`), print the plan, and run it here unless `dry_run`;
+    `details` prints what the dry run adds to the plan."""
+    from lf_ray.pipeline.command import command_plan
+    from lf_ray.pipeline.executor import run_here
+    from lf_ray.pipeline.report import print_plan, print_run
 
-    cfg = _load(args.config, args.overrides)
-    if args.dry_run:
-        print_dry_run(cfg, plan_preprocess(cfg))
+    plan = command_plan(command, cfg)
+    if dry_run:
+        print("# resolved config (keys that differ from the defaults)")
+        print(cfg.to_yaml(non_default_only=True).rstrip() + "\n")
+        print_plan(plan, configs=False)
+        if details:
+            details()
         return 0
-    print_preprocess_summary(run_preprocess(cfg, workers=args.workers))
+    print_plan(plan, configs=False)
+    result = run_here(plan)
+    print()
+    print_run(result.record)
     return 0
+
+
+def cmd_preprocess(args: argparse.Namespace) -> int:
+    workers = [f"preprocessing_num_workers={args.workers}"] if args.workers else []
+    return _run_command("preprocess", _load(args.config, [*args.overrides, *workers]), args.dry_run)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from lf_ray.data.preprocess import plan_preprocess
-    from lf_ray.reporting import print_dry_run, print_train_plan, print_train_summary
-    from lf_ray.train.launcher import check_trainable, run_training, training_checks
+    from lf_ray.reporting import print_train_plan
+    from lf_ray.train.launcher import check_trainable, training_checks
 
     stage = [f"stage={args.command}"] if args.command in TRAINABLE_STAGES else []
     cfg = _load(args.config, [*args.overrides, *stage])
-    if args.dry_run:
-        print_dry_run(cfg, plan_preprocess(cfg))
+
+    def details() -> None:
         print_train_plan(cfg)
         check_trainable(cfg, require_inputs=True)  # every problem at once, as one ConfigError (exit status 2)
         print(f"\n# checks passed: {', '.join(training_checks(cfg))}")
-        return 0
-    print_train_summary(run_training(cfg))
-    return 0
+
+    return _run_command("train", cfg, args.dry_run, details)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from lf_ray.export.merge import check_export_config, run_export
-
     cfg = _load(args.config, args.overrides)
-    check_export_config(cfg)
-    if args.dry_run:
-        print(cfg.to_yaml(non_default_only=True).rstrip())
+
+    def details() -> None:
         adapters = ", ".join(cfg.model.adapter_name_or_path or []) or "none (copy the model)"
         print(f"\n# plan: export (dry run)\nmodel        {cfg.model.model_name_or_path}\nadapters     {adapters}")
         print(f"export_dir   {cfg.model.export_dir} (shards of {cfg.model.export_size} GB)")
-        return 0
-    result = run_export(cfg)
-    state = "merged adapters into" if result.merged else "copied"
-    print(f"export: {state} the model -> {result.export_dir} ({len(result.shards)} weight file(s))")
-    return 0
+
+    return _run_command("export", cfg, args.dry_run, details)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from lf_ray.data.preprocess import plan_preprocess
-    from lf_ray.reporting import print_dry_run
-    from lf_ray.tune import run_tune, sweep_name, tune_spec
-    from lf_ray.tune.plan import describe_tune_plan, describe_tune_result
+    from lf_ray.tune import sweep_name, tune_spec
+    from lf_ray.tune.plan import describe_tune_plan
 
     cfg = _load(args.config, args.overrides)
     spec = tune_spec(cfg)
-    if args.dry_run:
-        print_dry_run(cfg, plan_preprocess(cfg))
-        print("\n" + describe_tune_plan(cfg, spec, sweep_name(cfg)))
-        return 0
-    print(describe_tune_result(run_tune(cfg)))
-    return 0
+    return _run_command("tune", cfg, args.dry_run, lambda: print("\n" + describe_tune_plan(cfg, spec, sweep_name(cfg))))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from lf_ray.evaluate.evaluator import plan_eval, run_eval
-    from lf_ray.reporting import print_eval_plan, print_eval_summary
+    from lf_ray.evaluate.evaluator import plan_eval
+    from lf_ray.reporting import print_eval_plan
 
     cfg = _load(args.config, args.overrides)
-    plan = plan_eval(cfg)
-    if args.dry_run:
-        print(cfg.to_yaml(non_default_only=True).rstrip())
-        print_eval_plan(cfg, plan)
-        return 0
-    print_eval_summary(run_eval(cfg))
-    return 0
+    return _run_command("eval", cfg, args.dry_run, lambda: print_eval_plan(cfg, plan_eval(cfg)))
 
 
 def _run_pipeline(path: str, args: argparse.Namespace) -> tuple[int, object]:

@@ -1,4 +1,5 @@
-"""What the CLI prints after (or instead of) running a step."""
+"""What a step prints when it has run (a single command's console and a pipeline step's log), and the dry runs'
+steps details."""
 
 from __future__ import annotations
 
@@ -6,22 +7,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
-    from lf_ray.data.preprocess import PreprocessPlan, PreprocessResult
+    from lf_ray.data.preprocess import PreprocessResult
     from lf_ray.evaluate.evaluator import EvalPlan, EvalResult
     from lf_ray.train.launcher import TrainResult
-
-
-def print_dry_run(cfg: LfRayConfig, plan: PreprocessPlan) -> None:
-    print("# resolved config (keys that differ from the defaults)")
-    print(cfg.to_yaml(non_default_only=True).rstrip())
-    print("\n# plan: preprocess (dry run: nothing was read, built or written)")
-    datasets = ", ".join(plan.inputs["datasets"]) or "-"
-    print(f"stage        {plan.inputs['stage']}")
-    print(f"model        {plan.inputs['model']}")
-    print(f"datasets     {datasets}")
-    print(f"artifact     {plan.path}")
-    print(f"fingerprint  {plan.fingerprint[:16]}")
-    print(f"cache        {'reuse (same fingerprint)' if plan.cached else 'build'}")
 
 
 def print_preprocess_summary(result: PreprocessResult) -> None:
@@ -60,8 +48,7 @@ def print_train_plan(cfg: LfRayConfig) -> None:
 
 
 def print_train_summary(result: TrainResult) -> None:
-    state = "reused the finished training (same config and data)" if result.reused else "done"
-    print(f"train: {state}, outputs in {result.output_dir}")
+    print(f"train: done, outputs in {result.output_dir}")
     print(f"  ray run     {result.run_path}")
     print(f"  checkpoint  {result.checkpoint_path or '-'}")
     shown = {

@@ -17,12 +17,12 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lf_ray import storage
-from lf_ray.artifacts import build_manifest, now, write_manifest
+from lf_ray.artifacts import build_manifest, now, read_manifest, write_manifest
 from lf_ray.console import STEP_TASK_PREFIX
+from lf_ray.constants import MANIFEST_NAME, lf_ray_home
 from lf_ray.pipeline.plan import PipelinePlan, StepPlan
 from lf_ray.pipeline.store import RunRecord
 
@@ -66,39 +66,51 @@ class _PrefixedTee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def step_output(artifact: str, step_id: str) -> Iterator[None]:
-    """Tee the step's prints into `<artifact>/step.log` (kept locally while it runs when the artifact is a URI)."""
-    remote = storage.is_uri(artifact)
-    log_path = (storage.local_mirror(artifact) if remote else Path(artifact)) / STEP_LOG
+def step_output(artifact: str, step_id: str, run_id: str, prefix: str) -> Iterator[None]:
+    """Tee the step's prints into `<artifact>/step.log`, and with `prefix` to the console. The log is written
+    locally while the step runs (a step may replace its folder as it commits) and copied in when it ends."""
+    log_path = lf_ray_home() / "logs" / f"step-{run_id}-{step_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(log_path, "a", encoding="utf-8") as log:
             out, err = sys.stdout, sys.stderr
-            sys.stdout = _PrefixedTee(out, log, f"[{step_id}] ")
-            sys.stderr = _PrefixedTee(err, log, f"[{step_id}] ")
+            sys.stdout = _PrefixedTee(out, log, prefix)
+            sys.stderr = _PrefixedTee(err, log, prefix)
             try:
                 yield
             finally:
                 sys.stdout, sys.stderr = out, err
     finally:  # a failed step's log is worth the most
-        if remote:
-            storage.write_bytes(storage.join(artifact, STEP_LOG), log_path.read_bytes())
+        storage.write_bytes(storage.join(artifact, STEP_LOG), log_path.read_bytes())
+        log_path.unlink()
 
 
 def execute_step(
     step: StepPlan, inputs: dict[str, StepPlan], run_id: str, mlflow_run_id: str | None, *upstream
 ) -> dict:
-    """The body of a step's Ray task: run it, then write its manifest (the artifact's commit)."""
+    """The body of a step's Ray task: `run_step`, with its console lines prefixed by the step id."""
     import ray.data
-
-    from lf_ray.config import build_config
-    from lf_ray.pipeline.steps import STEPS, StepContext
 
     del upstream  # only awaited: Ray starts this task once every input step has finished
     # Progress bars of steps running side by side would garble the console; each step prints its own lines.
     ray.data.DataContext.get_current().enable_progress_bars = False
+    return run_step(step, inputs, run_id, mlflow_run_id, prefix=f"[{step.id}] ")
+
+
+def run_step(
+    step: StepPlan, inputs: dict[str, StepPlan], run_id: str, mlflow_run_id: str | None = None, *, prefix: str = ""
+) -> dict:
+    """Run one planned step in this process, then commit its artifact: its manifest, written last.
+
+    A step kind that commits a manifest of its own into the artifact folder (a tokenized dataset, eval results
+    where they are the artifact) keeps its details; the step's fields are written over them, so the folder has
+    one manifest."""
+    from lf_ray.config import build_config
+    from lf_ray.pipeline.steps import STEPS, StepContext
+
     started_at, started = now(), time.perf_counter()
-    with step_output(step.artifact, step.id):
+    storage.delete(storage.join(step.artifact, MANIFEST_NAME))  # unfinished until the new manifest lands
+    with step_output(step.artifact, step.id, run_id, prefix):
         print(f"step {step.id} ({step.uses}) started, artifact {step.artifact}", flush=True)
         cfg = build_config(step.config, source=f"step `{step.id}`")
         result = STEPS[step.uses].run(cfg, StepContext(step.id, step.artifact, inputs, mlflow_run_id))
@@ -115,7 +127,10 @@ def execute_step(
         run_id=run_id,
         config=step.config,
     )
-    write_manifest(step.artifact, manifest)
+    own = read_manifest(step.artifact) or {}
+    for key in ("inputs", "outputs", "metrics", "timings"):
+        manifest[key] = {**own.get(key, {}), **manifest[key]}
+    write_manifest(step.artifact, {**own, **manifest})
     return manifest
 
 
@@ -169,6 +184,30 @@ def run_pipeline(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> 
     record.finish(status)
     lineage.finish("FINISHED" if status == "complete" else "FAILED")
     return PipelineResult(record, plan, lineage.uri)
+
+
+def run_here(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> PipelineResult:
+    """Run the steps of `plan` that are not cached one after another in this process (a single command's plan),
+    recording the run like a pipeline's. Each step starts the Ray work it needs itself; one that needs none
+    (preprocessing small data) starts no Ray. A step's error is raised as it is, after the record says so."""
+    record = RunRecord.create(plan.root, plan.spec.name, plan.spec.source, _initial_steps(plan))
+    for step in plan.steps.values():
+        if step.cached and not step.forced:
+            record.update_step(step.id, status="cached", metrics=(step.manifest or {}).get("metrics", {}))
+            echo(f"[{plan.spec.name}] {step.id}: cached ({step.artifact})")
+            continue
+        record.update_step(step.id, status="running")
+        try:
+            manifest = run_step(step, plan.inputs_of(step), record.run_id)
+        except BaseException as err:
+            record.update_step(step.id, status="failed", error=_summary(err), finished_at=now())
+            record.data["error"] = f"step `{step.id}` failed: {_summary(err)}"
+            record.finish("failed")
+            raise
+        record.update_step(step.id, status="complete", metrics=manifest["metrics"], outputs=manifest["outputs"],
+                           **manifest["timings"])  # fmt: skip
+    record.finish("complete")
+    return PipelineResult(record, plan, None)
 
 
 def _task_options(plan: PipelinePlan, step: StepPlan) -> dict[str, Any]:

@@ -5,9 +5,11 @@ kind's `handoff`: a train step gets its preprocess step's data keys and dataset;
 trained model's location and template) < its own `with` < the folders the pipeline assigns (output_dir,
 tokenized_path, export_dir, save_dir). The layered config passes the same rules and checks as the step's command.
 
-The fingerprint hashes the config, the inputs' fingerprints, the data files' contents and lf-ray's version;
-the artifact folder is `<storage_path>/<name>/steps/<step id>/<fingerprint[:12]>` (a local path or a URI), so a
-committed artifact with the same fingerprint is reused and a changed step (and everything after it) gets a new one.
+The fingerprint is the step kind's (`Step.fingerprint`: the config less its folders, the inputs' fingerprints,
+the data files' contents and lf-ray's version; a preprocess step's is its tokenized dataset's), the same a single
+command gives the same config (`pipeline.command`). The artifact folder is
+`<storage_path>/<name>/steps/<step id>/<fingerprint[:12]>` (a local path or a URI), so a committed artifact with
+the same fingerprint is reused and a changed step (and everything after it) gets a new one.
 """
 
 from __future__ import annotations
@@ -17,8 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lf_ray import __version__, storage
-from lf_ray.artifacts import fingerprint, is_complete, read_manifest
+from lf_ray import storage
+from lf_ray.artifacts import is_complete, read_manifest
 from lf_ray.errors import ConfigError
 from lf_ray.pipeline.spec import PipelineSpec, StepSpec
 from lf_ray.pipeline.steps import STEPS
@@ -49,8 +51,9 @@ class StepPlan:
 @dataclass
 class PipelinePlan:
     spec: PipelineSpec
-    root: str  # <storage_path>/<name>: a local path or a URI
+    root: str  # <storage_path>/<name>: a local path or a URI; the run records go under it
     steps: dict[str, StepPlan]  # in execution order
+    command: bool = False  # a single command's plan (`pipeline.command`): its artifacts are in the config's folders
 
     @property
     def to_run(self) -> list[StepPlan]:
@@ -126,12 +129,9 @@ def plan_step(step: StepSpec, spec: PipelineSpec, root: str, planned: Mapping[st
     where = f"step `{step.id}` of {spec.where}"
     layers = [("the pipeline's defaults", dict(spec.defaults)), *_input_layers(step, planned)]
     layers.append((f"step `{step.id}` `with`", own))
-    draft = load_layers(layers, where)  # the managed folders need the fingerprint
+    draft = resolve_defaults(load_layers(layers, where))  # the managed folders need the fingerprint
     upstream = {need: planned[need].fingerprint for need in step.needs}
-    digest = fingerprint(
-        {"uses": step.uses, "config": draft.to_dict(non_default_only=True), "inputs": upstream, "lf_ray": __version__}
-        | _data_identity(draft)
-    )
+    digest = kind.fingerprint(draft, {planned[need].uses: planned[need].fingerprint for need in step.needs})
     artifact = storage.join(root, STEPS_DIR, step.id, digest[:12])
     managed = dict.fromkeys(kind.managed_keys, kind.main(artifact))
     if kind.makes_model and "ray_storage_path" not in own and "ray_storage_path" not in spec.defaults:
@@ -153,21 +153,12 @@ def plan_step(step: StepSpec, spec: PipelineSpec, root: str, planned: Mapping[st
         own_config=own,
         fingerprint=digest,
         artifact=artifact,
-        outputs=kind.outputs(artifact, config),
+        outputs=kind.outputs(kind.main(artifact), config),
         resources={"CPU": kind.default_cpus, **(step.resources or {})},
         input_fingerprints=upstream,
         cached=cached,
         manifest=manifest if cached else None,
     )
-
-
-def _data_identity(cfg: Any) -> dict[str, Any]:
-    """The data files' contents and the tokenizer, when the step reads datasets (edits invalidate the cache)."""
-    if not (cfg.data.dataset or cfg.data.eval_dataset):
-        return {}
-    from lf_ray.data.preprocess import plan_preprocess
-
-    return {"data": plan_preprocess(cfg).inputs}
 
 
 def plan_pipeline(spec: PipelineSpec, *, from_step: str | None = None, only_step: str | None = None) -> PipelinePlan:

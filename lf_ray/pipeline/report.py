@@ -23,7 +23,10 @@ def _cache_state(step: Any) -> str:
 
 def print_plan(plan: PipelinePlan, *, configs: bool = True) -> None:
     spec = plan.spec
-    print(f"# pipeline {spec.name} ({spec.source or 'built in Python'}), artifacts under {plan.root}")
+    if plan.command:
+        print(f"# lf-ray {spec.name} ({spec.source or 'a config'}), run record under {plan.root}")
+    else:
+        print(f"# pipeline {spec.name} ({spec.source or 'built in Python'}), artifacts under {plan.root}")
     print(f"# plan: {len(plan.steps)} step(s), {len(plan.to_run)} to run, {len(plan.steps) - len(plan.to_run)} cached")
     print(f"{'step':14} {'uses':10} {'needs':20} {'cache':13} artifact")
     for step in plan.steps.values():

@@ -2,12 +2,14 @@
 
     step = STEPS["train"]
     step.accepts          # ("preprocess", "train", "tune"): the kinds whose artifacts it can take
-    step.outputs(uri, config)          # the artifact's named outputs, known before the step runs
+    step.fingerprint(cfg, inputs)      # the artifact's identity: the config less its folders, the inputs' identities
+    step.outputs(folder, config)       # the artifact's named outputs, known before the step runs
     step.handoff(producer_plan, consumer)  # the config keys this step's artifact gives a consumer
     step.check(cfg, inputs)            # the checks its CLI command makes before it loads anything
     step.run(cfg, context)             # -> StepOutput(outputs, metrics)
 
-The pipeline planner, the executor and the run report read these; adding a step kind means one class here.
+The pipeline planner, the single commands' plans (`pipeline.command`), the executor and the run report read these;
+adding a step kind means one class here.
 Heavy libraries are imported inside `check` and `run`, so the planner stays cheap.
 """
 
@@ -17,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from lf_ray import storage
+from lf_ray import __version__, storage
+from lf_ray.artifacts import fingerprint
 from lf_ray.constants import DATASET_EVAL_DIR
 from lf_ray.errors import ConfigError
 
@@ -30,6 +33,10 @@ RENDER_KEYS = ("template", "default_system", "tool_format", "enable_thinking", "
 exactly as in training."""
 
 TUNE_BEST_DIR = "best"
+
+LOCATION_KEYS = ("output_dir", "tokenized_path", "save_dir", "export_dir", "ray_storage_path", "ray_storage_filesystem")
+"""Where a step writes, not what it makes: left out of fingerprints, so a pipeline step and the single command of
+the same config (whose folders differ) make artifacts of the same fingerprint."""
 
 
 @dataclass
@@ -69,12 +76,32 @@ class Step:
     def main(self, artifact: str) -> str:
         return storage.join(artifact, self.subdir) if self.subdir else artifact
 
-    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    def fingerprint(self, cfg: LfRayConfig, inputs: Mapping[str, str]) -> str:
+        """The artifact's identity: the step kind, its config (defaults resolved, folders left out), the
+        fingerprints of its inputs by their kind, lf-ray's version, and the data files and tokenizer it reads."""
+        config = {k: v for k, v in cfg.to_dict(non_default_only=True).items() if k not in LOCATION_KEYS}
+        identity = {"uses": self.kind, "config": config, "inputs": dict(sorted(inputs.items())), "lf_ray": __version__}
+        if cfg.data.dataset or cfg.data.eval_dataset:  # edits to the data files or the tokenizer invalidate it
+            from lf_ray.data.preprocess import plan_preprocess
+
+            identity["data"] = plan_preprocess(cfg).inputs
+        return fingerprint(identity)
+
+    def outputs(self, folder: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        """`folder`: the artifact's main folder (`main(artifact)` in a pipeline, the config's own for a command)."""
         return {}
 
     def handoff(self, plan: StepPlan, consumer: Step) -> dict[str, Any]:
         """The config keys a consumer step takes from this step's artifact."""
         return {}
+
+    def command_folder(self, cfg: LfRayConfig) -> str:
+        """Where the single command writes the artifact: the folder LLaMA-Factory's key names."""
+        raise ConfigError(f"a {self.kind} step runs only in a pipeline")
+
+    def command_reuses(self, cfg: LfRayConfig) -> bool:
+        """Whether the single command may reuse a committed artifact of the same fingerprint in its folder."""
+        return False
 
     def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
         """The checks the step's own command makes before it loads anything (raise ConfigError)."""
@@ -84,12 +111,31 @@ class Step:
 
 
 class PreprocessStep(Step):
+    """The artifact is the tokenized dataset itself (its `train/` and `eval/` Parquet parts), with one manifest."""
+
     kind = "preprocess"
     managed_keys = ("tokenized_path",)
-    subdir = "dataset"
 
-    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {"dataset": self.main(artifact)}
+    def fingerprint(self, cfg: LfRayConfig, inputs: Mapping[str, str]) -> str:
+        """The tokenized dataset's own fingerprint (data keys, files, tokenizer), the one its manifest carries."""
+        from lf_ray.data.preprocess import plan_preprocess
+
+        return plan_preprocess(cfg).fingerprint
+
+    def outputs(self, folder: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"dataset": folder}
+
+    def command_folder(self, cfg: LfRayConfig) -> str:
+        from lf_ray.data.preprocess import plan_preprocess
+
+        return plan_preprocess(cfg).path  # tokenized_path, else <output_dir>/tokenized, else lf-ray's cache
+
+    def command_reuses(self, cfg: LfRayConfig) -> bool:
+        return not cfg.data.overwrite_cache
+
+    def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
+        if not cfg.data.dataset and not cfg.data.eval_dataset:
+            raise ConfigError("nothing to preprocess: set `dataset` (and/or `eval_dataset`), e.g. dataset: identity")
 
     def handoff(self, plan: StepPlan, consumer: Step) -> dict[str, Any]:
         if not consumer.makes_model:
@@ -98,8 +144,11 @@ class PreprocessStep(Step):
 
     def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
         from lf_ray.data.preprocess import run_preprocess
+        from lf_ray.reporting import print_preprocess_summary
 
-        manifest = run_preprocess(cfg).manifest
+        result = run_preprocess(cfg)
+        print_preprocess_summary(result)
+        manifest = result.manifest
         return StepOutput({}, {**manifest["metrics"], "processing_s": manifest["timings"]["processing_s"]})
 
 
@@ -110,11 +159,11 @@ class TrainStep(Step):
     subdir = "model"
     makes_model = True
 
-    def model_dir(self, artifact: str) -> str:
-        return self.main(artifact)
+    def model_dir(self, folder: str) -> str:
+        return folder
 
-    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        model = self.model_dir(artifact)
+    def outputs(self, folder: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        model = self.model_dir(folder)
         adapters: list[str] = []
         base = model
         if config.get("finetuning_type", "lora") == "lora":
@@ -138,15 +187,23 @@ class TrainStep(Step):
             return location
         return {**{k: plan.config[k] for k in RENDER_KEYS if k in plan.config}, **location}
 
+    def command_folder(self, cfg: LfRayConfig) -> str:
+        return storage.resolve(cfg.training["output_dir"])
+
+    def command_reuses(self, cfg: LfRayConfig) -> bool:
+        return not cfg.training.get("overwrite_output_dir")
+
     def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
         from lf_ray.train.launcher import check_trainable
 
         check_trainable(cfg)
 
     def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
+        from lf_ray.reporting import print_train_summary
         from lf_ray.train.launcher import run_training
 
         result = run_training(cfg, mlflow_run_id=context.mlflow_run_id)
+        print_train_summary(result)
         return StepOutput({"checkpoint": result.checkpoint_path}, result.metrics)
 
 
@@ -155,13 +212,21 @@ class TuneStep(TrainStep):
 
     kind = "tune"
 
-    def model_dir(self, artifact: str) -> str:
-        return storage.join(self.main(artifact), TUNE_BEST_DIR)
+    def model_dir(self, folder: str) -> str:
+        return storage.join(folder, TUNE_BEST_DIR)
+
+    def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
+        from lf_ray.tune import tune_spec
+
+        super().check(cfg, inputs)
+        tune_spec(cfg)  # the `tune:` section
 
     def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
         from lf_ray.tune import run_tune
+        from lf_ray.tune.plan import describe_tune_result
 
         result = run_tune(cfg, mlflow_parent_run_id=context.mlflow_run_id)
+        print(describe_tune_result(result))
         metrics = {**result.best_metrics, "trials": len(result.trials)}
         return StepOutput({"results_table": str(result.table_path)}, metrics)
 
@@ -174,8 +239,8 @@ class EvalStep(Step):
     managed_keys = ("save_dir",)
     subdir = "results"
 
-    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        results = self.main(artifact)
+    def outputs(self, folder: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        results = folder
         return {"results": results, "predictions": storage.join(results, "generated_predictions.jsonl")}
 
     @staticmethod
@@ -189,6 +254,11 @@ class EvalStep(Step):
                 return storage.join(dataset, DATASET_EVAL_DIR)
         return None
 
+    def command_folder(self, cfg: LfRayConfig) -> str:
+        from lf_ray.evaluate.evaluator import plan_eval
+
+        return plan_eval(cfg).results_dir  # save_dir, else output_dir
+
     def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
         from lf_ray.evaluate.evaluator import plan_eval
 
@@ -196,9 +266,11 @@ class EvalStep(Step):
 
     def run(self, cfg: LfRayConfig, context: StepContext) -> StepOutput:
         from lf_ray.evaluate.evaluator import run_eval
+        from lf_ray.reporting import print_eval_summary
 
         split = self.eval_split(cfg, context.inputs)
         result = run_eval(cfg, eval_split=split, work_dir=context.artifact)
+        print_eval_summary(result)
         return StepOutput({}, result.metrics)
 
 
@@ -209,12 +281,15 @@ class ExportStep(Step):
     subdir = "model"
     default_cpus = 1.0  # export computes in its own task
 
-    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {"model": self.main(artifact)}
+    def outputs(self, folder: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"model": folder}
 
     def handoff(self, plan: StepPlan, consumer: Step) -> dict[str, Any]:
         inherited = {k: plan.config[k] for k in RENDER_KEYS if k in plan.config}
         return {**inherited, "model_name_or_path": plan.outputs["model"], "adapter_name_or_path": None}
+
+    def command_folder(self, cfg: LfRayConfig) -> str:
+        return storage.resolve(cfg.model.export_dir)
 
     def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
         from lf_ray.export.merge import check_export_config
@@ -225,6 +300,8 @@ class ExportStep(Step):
         from lf_ray.export.merge import run_export
 
         result = run_export(cfg)
+        state = "merged adapters into" if result.merged else "copied"
+        print(f"export: {state} the model -> {result.export_dir} ({len(result.shards)} weight file(s))")
         return StepOutput({}, {"weight_files": len(result.shards)})
 
 
@@ -237,8 +314,8 @@ class ServeStep(Step):
     accepts = ("export", "train", "tune")
     cacheable = False
 
-    def outputs(self, artifact: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        return {"endpoint": storage.join(artifact, "endpoint.json")}
+    def outputs(self, folder: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"endpoint": storage.join(folder, "endpoint.json")}
 
     def check(self, cfg: LfRayConfig, inputs: Mapping[str, StepPlan]) -> None:
         from lf_ray.serve.options import check_serve_config

@@ -19,9 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lf_ray import storage
-from lf_ray.artifacts import build_manifest, fingerprint, is_complete, read_manifest, write_manifest
 from lf_ray.cluster import cluster_address
-from lf_ray.constants import MANIFEST_NAME
 from lf_ray.errors import ConfigError, LfRayError, TrainError
 from lf_ray.stages import STAGES, TRAINABLE_STAGES
 
@@ -39,7 +37,6 @@ class TrainResult:
     checkpoint_path: str | None
     metrics: dict[str, Any]
     dataset_path: str
-    reused: bool = False  # a finished training of the same config and data, taken from output_dir's manifest
 
 
 def worker_resources(ray_args: RayArguments, cluster_gpus: float) -> dict[str, float]:
@@ -285,7 +282,8 @@ def worker_errors_as_lf_ray_errors() -> Iterator[None]:
 
 
 def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id: str | None = None) -> TrainResult:
-    """Preprocess (or reuse), then fit a TorchTrainer; outputs land in `output_dir` in LLaMA-Factory's layout.
+    """Preprocess (or reuse), then fit a TorchTrainer; outputs land in `output_dir` in LLaMA-Factory's layout. The
+    caller commits them (the train step's manifest: `pipeline.executor.run_step`).
 
     `mlflow_run_id`: an MLflow run (a pipeline step's) that rank 0 logs metrics and the loss plot into."""
     import ray
@@ -305,11 +303,6 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
             flush=True,
         )
     output_dir = storage.resolve(cfg.training["output_dir"])
-    digest = fingerprint({"config": cfg.to_dict(non_default_only=True), "dataset": dataset.manifest["fingerprint"]})
-    finished = read_manifest(output_dir)
-    if is_complete(finished, digest) and not cfg.training.get("overwrite_output_dir"):
-        return TrainResult(output_dir, **finished["outputs"], metrics=finished["metrics"], reused=True)
-    storage.delete(storage.join(output_dir, MANIFEST_NAME))  # unfinished until the new manifest lands
     ensure_ray(cfg.ray.ray_init_kwargs)
     run_config = build_run_config(cfg)
     if cfg.training.get("overwrite_output_dir"):
@@ -330,13 +323,7 @@ def run_training(cfg: LfRayConfig, *, show_progress: bool = True, mlflow_run_id:
         "checkpoint_path": result.checkpoint.path if result.checkpoint else None,
         "dataset_path": dataset.path,
     }
-    metrics = _final_metrics(output_dir)
-    # the commit mark, after rank 0's outputs: `lf-ray train` again with the same config and data reuses them
-    inputs = {"dataset": dataset.manifest["fingerprint"]}
-    write_manifest(
-        output_dir, build_manifest("model", fingerprint=digest, inputs=inputs, outputs=outputs, metrics=metrics)
-    )
-    return TrainResult(output_dir, **outputs, metrics=metrics)
+    return TrainResult(output_dir, **outputs, metrics=_final_metrics(output_dir))
 
 
 _READ_BY = {"distributed": "by Ray tasks", "driver": "by the driver (a hub dataset, not files)"}

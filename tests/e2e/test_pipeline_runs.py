@@ -175,5 +175,5 @@ def test_a_failing_step_skips_its_descendants_and_leaves_no_artifact(tmp_path):
     error = result.record.data["steps"]["data"]["error"]
     assert "broken.json: malformed JSON at line 2" in error
     data_dir_artifact = Path(result.record.data["steps"]["data"]["artifact_dir"])
-    assert not (data_dir_artifact / "manifest.json").exists() and not (data_dir_artifact / "dataset").exists()
+    assert not (data_dir_artifact / "manifest.json").exists() and not (data_dir_artifact / "train").exists()
     assert result.record.data["error"].startswith("step `data` failed")

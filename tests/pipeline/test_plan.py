@@ -43,7 +43,7 @@ def test_steps_get_their_inputs_and_their_folders(tmp_path):
     data, sft, ev, export = (plan.steps[k] for k in ("data", "sft", "eval", "export"))
     root = tmp_path / "store" / "tiny"
     assert data.artifact == str(root / "steps" / "data" / data.fingerprint[:12])
-    assert data.config["tokenized_path"] == str(Path(data.artifact) / "dataset")
+    assert data.config["tokenized_path"] == data.artifact == data.outputs["dataset"]  # the artifact is the dataset
     # train: the preprocess step's data keys and dataset, its own folder, Ray Train storage in the pipeline
     assert sft.config["tokenized_path"] == data.outputs["dataset"]
     assert (sft.config["dataset"], sft.config["cutoff_len"], sft.config["val_size"]) == (["identity"], 64, 0.1)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from lf_ray.config import prepare_config
+from lf_ray.pipeline.command import command_plan
+from lf_ray.pipeline.executor import run_here
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.train.launcher import run_training
 
@@ -43,23 +45,32 @@ def _logged_steps(output_dir):
     return [entry["current_steps"] for entry in log if "loss" in entry]
 
 
-def test_a_second_run_resumes_at_the_next_step(tmp_path):
-    first = run_training(_cfg(tmp_path, "max_steps=4", "save_steps=2"), show_progress=False)
-    assert _logged_steps(first.output_dir) == [1, 2, 3, 4]
-    assert first.checkpoint_path is not None and not first.reused
+def _train_command(cfg) -> dict[str, dict]:
+    """`lf-ray train`: its plan (preprocess -> train) run here; the run record's steps."""
+    return run_here(command_plan("train", cfg), echo=lambda _: None).record.data["steps"]
 
-    again = run_training(_cfg(tmp_path, "max_steps=4", "save_steps=2"), show_progress=False)
-    assert again.reused and again.checkpoint_path == first.checkpoint_path  # the same config: nothing re-trained
-    assert again.metrics == first.metrics and _logged_steps(again.output_dir) == [1, 2, 3, 4]
 
-    second = run_training(_cfg(tmp_path, "max_steps=8", "save_steps=2"), show_progress=False)
-    assert _logged_steps(second.output_dir) == [1, 2, 3, 4, 5, 6, 7, 8]  # continued at 5, nothing twice
-    assert second.metrics["train_runtime"] > 0
+def _statuses(steps: dict[str, dict]) -> dict[str, str]:
+    return {step_id: step["status"] for step_id, step in steps.items()}
 
-    fresh = run_training(
-        _cfg(tmp_path, "max_steps=3", "save_steps=2", "overwrite_output_dir=true"), show_progress=False
-    )
-    assert _logged_steps(fresh.output_dir) == [1, 2, 3]  # overwrite_output_dir starts over
+
+def test_a_second_run_reuses_both_steps_and_a_longer_one_resumes_at_the_next_step(tmp_path):
+    out = tmp_path / "out"
+    first = _train_command(_cfg(tmp_path, "max_steps=4", "save_steps=2"))
+    assert _statuses(first) == {"preprocess": "complete", "train": "complete"}
+    assert _logged_steps(out) == [1, 2, 3, 4] and first["train"]["outputs"]["checkpoint"] is not None
+
+    again = _train_command(_cfg(tmp_path, "max_steps=4", "save_steps=2"))
+    assert _statuses(again) == {"preprocess": "cached", "train": "cached"}  # the same config: nothing re-done
+    assert again["train"]["metrics"] == first["train"]["metrics"] and _logged_steps(out) == [1, 2, 3, 4]
+
+    second = _train_command(_cfg(tmp_path, "max_steps=8", "save_steps=2"))
+    assert _statuses(second) == {"preprocess": "cached", "train": "complete"}
+    assert _logged_steps(out) == [1, 2, 3, 4, 5, 6, 7, 8]  # continued at 5, nothing twice
+    assert second["train"]["metrics"]["train_runtime"] > 0
+
+    run_training(_cfg(tmp_path, "max_steps=3", "save_steps=2", "overwrite_output_dir=true"), show_progress=False)
+    assert _logged_steps(out) == [1, 2, 3]  # overwrite_output_dir starts over
 
 
 def _ray_train_worker_pids() -> list[int]:
