@@ -2,8 +2,8 @@
 
 Independent steps run at the same time (eval and export after train); each task holds the resources its step
 declares (none by default for steps that start their own Ray Data / Train work, so they cannot starve it).
-A step's console output goes to `<artifact>/step.log` (on an object store: uploaded when the step ends) and,
-prefixed with the step id, to the driver's console.
+A step's console output goes to `<artifact>/step.log` when it ends (a failed step's to `runs/<run id>/<step>.log`,
+named in the run record) and, prefixed with the step id, to the driver's console.
 A step's artifact counts as finished only once its `manifest.json` is written, last and atomically; a re-run
 after a crash or a kill therefore starts at the first unfinished step, and a train step resumes from its last
 Ray Train checkpoint (its run keeps its name in the pipeline's `ray_train` folder).
@@ -15,8 +15,10 @@ import contextlib
 import io
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from lf_ray import storage
@@ -66,11 +68,13 @@ class _PrefixedTee(io.TextIOBase):
 
 
 @contextlib.contextmanager
-def step_output(artifact: str, step_id: str, run_id: str, prefix: str) -> Iterator[None]:
-    """Tee the step's prints into `<artifact>/step.log`, and with `prefix` to the console. The log is written
-    locally while the step runs (a step may replace its folder as it commits) and copied in when it ends."""
-    log_path = lf_ray_home() / "logs" / f"step-{run_id}-{step_id}.log"
+def step_output(artifact: str, step_id: str, run_dir: str, prefix: str) -> Iterator[None]:
+    """Tee the step's prints into its log, and with `prefix` to the console. The log is written locally while the
+    step runs (a step may replace its folder as it commits); then it goes to `<artifact>/step.log`, or, when the
+    step fails, to `<run folder>/<step id>.log` (the artifact folder stays free of what did not finish)."""
+    log_path = lf_ray_home() / "logs" / f"step-{Path(run_dir).name}-{step_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    target = storage.join(run_dir, f"{step_id}.log")
     try:
         with open(log_path, "a", encoding="utf-8") as log:
             out, err = sys.stdout, sys.stderr
@@ -78,15 +82,19 @@ def step_output(artifact: str, step_id: str, run_id: str, prefix: str) -> Iterat
             sys.stderr = _PrefixedTee(err, log, prefix)
             try:
                 yield
+            except BaseException:
+                log.write(traceback.format_exc())  # the log's copy; the error itself goes on to the caller
+                raise
             finally:
                 sys.stdout, sys.stderr = out, err
-    finally:  # a failed step's log is worth the most
-        storage.write_bytes(storage.join(artifact, STEP_LOG), log_path.read_bytes())
+        target = storage.join(artifact, STEP_LOG)
+    finally:
+        storage.write_bytes(target, log_path.read_bytes())
         log_path.unlink()
 
 
 def execute_step(
-    step: StepPlan, inputs: dict[str, StepPlan], run_id: str, mlflow_run_id: str | None, *upstream
+    step: StepPlan, inputs: dict[str, StepPlan], run_dir: str, mlflow_run_id: str | None, *upstream
 ) -> dict:
     """The body of a step's Ray task: `run_step`, with its console lines prefixed by the step id."""
     import ray.data
@@ -94,11 +102,11 @@ def execute_step(
     del upstream  # only awaited: Ray starts this task once every input step has finished
     # Progress bars of steps running side by side would garble the console; each step prints its own lines.
     ray.data.DataContext.get_current().enable_progress_bars = False
-    return run_step(step, inputs, run_id, mlflow_run_id, prefix=f"[{step.id}] ")
+    return run_step(step, inputs, run_dir, mlflow_run_id, prefix=f"[{step.id}] ")
 
 
 def run_step(
-    step: StepPlan, inputs: dict[str, StepPlan], run_id: str, mlflow_run_id: str | None = None, *, prefix: str = ""
+    step: StepPlan, inputs: dict[str, StepPlan], run_dir: str, mlflow_run_id: str | None = None, *, prefix: str = ""
 ) -> dict:
     """Run one planned step in this process, then commit its artifact: its manifest, written last.
 
@@ -110,7 +118,7 @@ def run_step(
 
     started_at, started = now(), time.perf_counter()
     storage.delete(storage.join(step.artifact, MANIFEST_NAME))  # unfinished until the new manifest lands
-    with step_output(step.artifact, step.id, run_id, prefix):
+    with step_output(step.artifact, step.id, run_dir, prefix):
         print(f"step {step.id} ({step.uses}) started, artifact {step.artifact}", flush=True)
         cfg = build_config(step.config, source=f"step `{step.id}`")
         result = STEPS[step.uses].run(cfg, StepContext(step.id, step.artifact, inputs, mlflow_run_id))
@@ -124,7 +132,7 @@ def run_step(
         metrics=result.metrics,
         timings={"started_at": started_at, "finished_at": now(), "duration_s": seconds},
         step=step.id,
-        run_id=run_id,
+        run_id=Path(run_dir).name,
         config=step.config,
     )
     own = read_manifest(step.artifact) or {}
@@ -177,7 +185,7 @@ def run_pipeline(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> 
             continue
         options = _task_options(plan, step)
         upstream = [refs[need] for need in step.needs if need in refs]
-        refs[step.id] = remote.options(**options).remote(step, plan.inputs_of(step), record.run_id, child, *upstream)
+        refs[step.id] = remote.options(**options).remote(step, plan.inputs_of(step), record.folder, child, *upstream)
         pending[refs[step.id]] = (step, child)
         record.update_step(step.id, status="submitted")
     status = _collect(pending, plan, record, lineage, echo)
@@ -198,9 +206,10 @@ def run_here(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> Pipe
             continue
         record.update_step(step.id, status="running")
         try:
-            manifest = run_step(step, plan.inputs_of(step), record.run_id)
+            manifest = run_step(step, plan.inputs_of(step), record.folder)
         except BaseException as err:
-            record.update_step(step.id, status="failed", error=_summary(err), finished_at=now())
+            log = storage.join(record.folder, f"{step.id}.log")
+            record.update_step(step.id, status="failed", error=_summary(err), log=log, finished_at=now())
             record.data["error"] = f"step `{step.id}` failed: {_summary(err)}"
             record.finish("failed")
             raise
@@ -246,7 +255,8 @@ def _collect(pending: dict, plan: PipelinePlan, record: RunRecord, lineage: Any,
                 echo(f"[pipeline] {step.id}: {reason}")
             else:
                 failed[step.id] = _summary(err)
-                record.update_step(step.id, status="failed", error=failed[step.id], finished_at=now())
+                log = storage.join(record.folder, f"{step.id}.log")
+                record.update_step(step.id, status="failed", error=failed[step.id], log=log, finished_at=now())
                 echo(f"[pipeline] {step.id}: FAILED: {failed[step.id]}")
             failed.setdefault(step.id, "skipped")
             lineage.finish_step(child, status="FAILED")

@@ -64,6 +64,8 @@ def print_run(record: RunRecord) -> None:
         print(f"  {'':14} {step['artifact_dir']}")
         if step.get("error"):
             print(f"  {'':14} {step['error']}")
+        if step.get("log"):
+            print(f"  {'':14} log: {step['log']}")
 
 
 def run_row(record: RunRecord) -> list[str]:

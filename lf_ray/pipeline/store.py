@@ -61,6 +61,11 @@ class RunRecord:
     def run_id(self) -> str:
         return self.data["run_id"]
 
+    @property
+    def folder(self) -> str:
+        """`<root>/runs/<run id>`: the record, and the logs of steps that failed."""
+        return self.path.rsplit("/", 1)[0]
+
     def save(self) -> None:
         storage.write_text(self.path, json_text(self.data))
 

@@ -101,6 +101,9 @@ def test_a_failed_command_step_is_recorded_and_commits_nothing(tmp_path, capsys)
     keys = {**MODEL, "dataset_dir": data_dir, "dataset": "broken", "tokenized_path": tmp_path / "tok"}
     assert main(["preprocess", _config_file(tmp_path, {**keys, "ray_storage_path": tmp_path / "runs"})]) == 2
     assert "broken.json: malformed JSON at line 2" in capsys.readouterr().err
-    assert not storage.exists(str(tmp_path / "tok" / MANIFEST_NAME))
+    assert not (tmp_path / "tok").exists()  # nothing half-written, not even a log
     (run,) = find_runs(str(tmp_path / "runs" / "pipelines"))
-    assert run.data["status"] == "failed" and "malformed JSON" in run.data["steps"]["preprocess"]["error"]
+    step = run.data["steps"]["preprocess"]
+    assert run.data["status"] == "failed" and "malformed JSON" in step["error"]
+    assert step["log"] == storage.join(run.folder, "preprocess.log")
+    assert "malformed JSON" in storage.read_text(step["log"])
