@@ -78,12 +78,13 @@ def run(rows: int, model: str, workers: int | None, procs: int, packing: bool, r
             f"tokenized_path={directory / 'out'}",
             "overwrite_cache=true",
             f"packing={packing}",
+            *([f"preprocessing_num_workers={workers}"] if workers else []),
         ]
         cfg = prepare_config(None, overrides)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         started = time.perf_counter()
         distributed = {"auto": None, "driver": False, "distributed": True}[read]
-        result = run_preprocess(cfg, workers=workers, distributed=distributed)
+        result = run_preprocess(cfg, distributed=distributed)
         ray_seconds = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB; before the baseline inflates it
         base_seconds, base_tokens = baseline(cfg, procs) if procs else (float("nan"), 0)

@@ -161,11 +161,14 @@ def cmd_env(_: argparse.Namespace) -> int:
 
 def cmd_keys(args: argparse.Namespace) -> int:
     from lf_ray.config import field_help
+    from lf_ray.config.support import key_status
 
     wanted = set(args.names)
     for key, (group, help_text, default) in sorted(field_help().items(), key=lambda item: (item[1][0], item[0])):
         if not wanted or key in wanted or group in wanted:
-            print(f"{key}  [{group}, default: {default!r}]\n    {help_text}")
+            status = key_status(key)
+            note = "" if status == "implemented" else f"\n    lf-ray: {status}"
+            print(f"{key}  [{group}, default: {default!r}]\n    {help_text}{note}")
     return 0
 
 

@@ -81,7 +81,20 @@ class FinetuningArguments(
         },
     )
     use_muon: bool = field(default=False, metadata={"help": "Whether or not to use the Muon optimizer."})
+    use_hyper_parallel: bool = field(
+        default=False,
+        metadata={"help": "Whether or not to use HyperParallel distributed training backend (FSDP/TP)."},
+    )
+    hyper_parallel_args: str | None = field(
+        default=None,
+        metadata={"help": "Path to a JSON file containing HyperParallel strategy arguments (e.g., tp_size)."},
+    )
     use_dft_loss: bool = field(default=False, metadata={"help": "Whether to use the DFT loss."})
+    use_asft_loss: bool = field(default=False, metadata={"help": "Whether to use the ASFT loss."})
+    asft_alpha: float = field(
+        default=0.1,
+        metadata={"help": "The alpha parameter for ASFT loss to control the power of adaptive weight."},
+    )
     use_eaft_loss: bool = field(default=False, metadata={"help": "Whether to use the EAFT loss."})
     eaft_alpha: float = field(
         default=1.0,

@@ -19,6 +19,7 @@ from lf_ray.config.rules_data import DATA_RULES
 from lf_ray.config.rules_serve import SERVE_RULES
 from lf_ray.config.rules_training import TRAINING_RULES
 from lf_ray.config.rules_tune import TUNE_RULES
+from lf_ray.config.support import not_needed_notes, refusals
 from lf_ray.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ def resolve_defaults(cfg: LfRayConfig) -> LfRayConfig:
 
 def find_violations(cfg: LfRayConfig) -> list[str]:
     """The message of every rule `cfg` breaks, in rule order."""
-    return [message for rule in RULES if (message := rule(cfg)) is not None]
+    return [*refusals(cfg), *(message for rule in RULES if (message := rule(cfg)) is not None)]
 
 
 def validate_config(cfg: LfRayConfig) -> None:
@@ -63,18 +64,10 @@ def validate_config(cfg: LfRayConfig) -> None:
 
 def config_warnings(cfg: LfRayConfig) -> list[str]:
     """Things that are allowed but probably not what the user meant; the CLI logs them."""
-    notes = []
-    unused = [key for key in ("master_addr", "master_port") if getattr(cfg.ray, key) is not None]
-    if unused:
-        names = " and ".join(f"`{key}`" for key in unused)
-        notes.append(
-            f"{names} (LLaMA-Factory's ray.remote launcher) are unused: Ray Train picks the rendezvous "
-            "address of its worker group itself; remove them"
-        )
+    notes = not_needed_notes(cfg)
     if (
         cfg.model.resize_vocab
         and cfg.finetuning.finetuning_type == "lora"
-        and cfg.model.quantization_bit is None
         and not cfg.finetuning.additional_target
     ):
         notes.append(

@@ -169,61 +169,12 @@ def interleave_probs_not_a_distribution(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def quantization_without_adapter_method(cfg: LfRayConfig) -> str | None:
-    if cfg.model.quantization_bit is not None and cfg.finetuning.finetuning_type not in ("lora", "oft"):
-        return (
-            f"`quantization_bit: {cfg.model.quantization_bit}` only works with LoRA or OFT "
-            f"(got `finetuning_type: {cfg.finetuning.finetuning_type}`); remove `quantization_bit` "
-            "or use `finetuning_type: lora` (QLoRA)"
-        )
-    return None
-
-
-def quantization_with_pissa_init(cfg: LfRayConfig) -> str | None:
-    if cfg.model.quantization_bit is not None and cfg.finetuning.pissa_init:
-        return "`pissa_init` cannot initialize PiSSA on a quantized model; initialize it unquantized first"
-    return None
-
-
-def quantization_with_resize_vocab(cfg: LfRayConfig) -> str | None:
-    if cfg.model.quantization_bit is not None and cfg.model.resize_vocab:
-        return "`resize_vocab` cannot resize the embeddings of a quantized model; remove one of them"
-    return None
-
-
-def quantization_with_many_adapters(cfg: LfRayConfig) -> str | None:
-    adapters = cfg.model.adapter_name_or_path or []
-    if cfg.model.quantization_bit is not None and len(adapters) > 1:
-        return "a quantized model takes a single adapter in `adapter_name_or_path`; merge the adapters first"
-    return None
-
-
 def adapter_without_adapter_method(cfg: LfRayConfig) -> str | None:
     if cfg.model.adapter_name_or_path and cfg.finetuning.finetuning_type not in ("lora", "oft"):
         return (
             f"`adapter_name_or_path` loads LoRA/OFT adapters, but `finetuning_type` is "
             f"`{cfg.finetuning.finetuning_type}`; set `finetuning_type: lora` or remove the adapters"
         )
-    return None
-
-
-def export_quantization_without_dataset(cfg: LfRayConfig) -> str | None:
-    if cfg.model.export_quantization_bit is not None and cfg.model.export_quantization_dataset is None:
-        return "`export_quantization_bit` needs calibration data: set `export_quantization_dataset`"
-    return None
-
-
-def pixel_bounds_inverted(cfg: LfRayConfig) -> str | None:
-    for kind in ("image", "video"):
-        low, high = getattr(cfg.model, f"{kind}_min_pixels"), getattr(cfg.model, f"{kind}_max_pixels")
-        if high < low:
-            return f"`{kind}_max_pixels` ({high}) is smaller than `{kind}_min_pixels` ({low}); swap or fix them"
-    return None
-
-
-def kt_activation_without_kt(cfg: LfRayConfig) -> str | None:
-    if cfg.model.kt_cpu_activation is not None and not cfg.model.use_kt:
-        return "`kt_cpu_activation` only applies with `use_kt: true`; remove it or set `use_kt: true`"
     return None
 
 
@@ -246,12 +197,5 @@ DATA_RULES = (
     interleave_probs_with_concat,
     interleave_probs_count,
     interleave_probs_not_a_distribution,
-    quantization_without_adapter_method,
-    quantization_with_pissa_init,
-    quantization_with_resize_vocab,
-    quantization_with_many_adapters,
     adapter_without_adapter_method,
-    export_quantization_without_dataset,
-    pixel_bounds_inverted,
-    kt_activation_without_kt,
 )

@@ -75,63 +75,6 @@ def llama_pro_with_full(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def _optimizers(cfg: LfRayConfig) -> list[str]:
-    return [key for key in ("use_galore", "use_apollo", "use_badam") if getattr(cfg.finetuning, key)]
-
-
-def lora_with_optimizer(cfg: LfRayConfig) -> str | None:
-    used = _optimizers(cfg)
-    if used and cfg.finetuning.finetuning_type == "lora":
-        return (
-            f"`{used[0]}` replaces the optimizer of full/freeze training and cannot be combined with LoRA; "
-            "set `finetuning_type: full` or remove it"
-        )
-    return None
-
-
-def several_optimizers(cfg: LfRayConfig) -> str | None:
-    used = _optimizers(cfg)
-    if len(used) > 1:
-        return f"{', '.join(f'`{key}`' for key in used)} are alternative optimizers; enable only one"
-    return None
-
-
-def deepspeed_with_galore_or_apollo(cfg: LfRayConfig) -> str | None:
-    used = [key for key in ("use_galore", "use_apollo") if getattr(cfg.finetuning, key)]
-    if used and cfg.get("deepspeed"):
-        return f"`{used[0]}` is incompatible with DeepSpeed; remove `deepspeed` or `{used[0]}`"
-    return None
-
-
-def badam_distributed(cfg: LfRayConfig) -> str | None:
-    ft, workers = cfg.finetuning, cfg.ray.ray_num_workers
-    if not ft.use_badam or workers <= 1:
-        return None
-    if ft.badam_mode == "ratio":
-        return (
-            f"ratio-wise BAdam (`badam_mode: ratio`) does not support distributed training "
-            f"(`ray_num_workers: {workers}`); use `badam_mode: layer` or one worker"
-        )
-    deepspeed = cfg.get("deepspeed")
-    stage = deepspeed.get("zero_optimization", {}).get("stage") if isinstance(deepspeed, dict) else None
-    if not deepspeed or (stage is not None and stage != 3):
-        return (
-            f"layer-wise BAdam with `ray_num_workers: {workers}` needs DeepSpeed ZeRO-3; "
-            "set `deepspeed` to a ZeRO-3 config (e.g. examples/deepspeed/ds_z3_config.json)"
-        )
-    return None
-
-
-def layerwise_optimizer_distributed(cfg: LfRayConfig) -> str | None:
-    used = [key for key in ("galore_layerwise", "apollo_layerwise") if getattr(cfg.finetuning, key)]
-    if used and cfg.ray.ray_num_workers > 1:
-        return (
-            f"`{used[0]}` does not support distributed training (`ray_num_workers: "
-            f"{cfg.ray.ray_num_workers}`); use one worker or set `{used[0]}: false`"
-        )
-    return None
-
-
 def pissa_with_reference_stage(cfg: LfRayConfig) -> str | None:
     ft = cfg.finetuning
     if ft.pissa_init and (ft.stage in ("ppo", "kto") or ft.use_ref_model):
@@ -146,16 +89,12 @@ def label_smoothing_without_sigmoid(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def ppo_setup(cfg: LfRayConfig) -> str | None:
-    ft = cfg.finetuning
-    if ft.stage != "ppo":
-        return None
-    if ft.reward_model is None:
-        return "`stage: ppo` needs a reward model: set `reward_model`"
-    if ft.reward_model_type == "lora" and ft.finetuning_type != "lora":
-        return "`reward_model_type: lora` needs `finetuning_type: lora` in PPO; use `reward_model_type: full`"
-    if not cfg.get("do_train"):
-        return "`stage: ppo` only trains (`do_train: true`); evaluate the model with `stage: sft`"
+def ppo_stage(cfg: LfRayConfig) -> str | None:
+    if cfg.finetuning.stage == "ppo":
+        return (
+            "`stage: ppo` asks for PPO with a reward model, which lf-ray does not implement. "
+            "Fix: train with stage dpo or kto on preference data"
+        )
     return None
 
 
@@ -165,32 +104,12 @@ def best_model_for_rm_or_ppo(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def side_model_quantization_bits(cfg: LfRayConfig) -> str | None:
-    for key in ("ref_model_quantization_bit", "reward_model_quantization_bit"):
-        bits = getattr(cfg.finetuning, key)
-        if bits not in (None, 4, 8):
-            return f"`{key}` is {bits}; use 4 or 8"
-    return None
-
-
-def quantized_device_map_in_training(cfg: LfRayConfig) -> str | None:
-    if cfg.get("do_train") and cfg.model.quantization_device_map == "auto":
-        return "`quantization_device_map: auto` is for inference only; remove it when `do_train: true`"
-    return None
-
-
 def inference_backend_in_training(cfg: LfRayConfig) -> str | None:
     if cfg.get("do_train") and cfg.model.infer_backend != "huggingface":
         return (
             f"`infer_backend: {cfg.model.infer_backend}` is for serving and chat; "
             "use `infer_backend: huggingface` when `do_train: true`"
         )
-    return None
-
-
-def fp8_with_quantization(cfg: LfRayConfig) -> str | None:
-    if cfg.get("fp8") and cfg.model.quantization_bit is not None:
-        return "`fp8: true` is not compatible with `quantization_bit`; disable one of them"
     return None
 
 
@@ -278,19 +197,11 @@ TRAINING_RULES = (
     predict_with_generate_and_accuracy,
     lora_options_without_lora,
     llama_pro_with_full,
-    lora_with_optimizer,
-    several_optimizers,
-    deepspeed_with_galore_or_apollo,
-    badam_distributed,
-    layerwise_optimizer_distributed,
     pissa_with_reference_stage,
     label_smoothing_without_sigmoid,
-    ppo_setup,
+    ppo_stage,
     best_model_for_rm_or_ppo,
-    side_model_quantization_bits,
-    quantized_device_map_in_training,
     inference_backend_in_training,
-    fp8_with_quantization,
     ray_workers_below_one,
     max_failures_below_minus_one,
     negative_worker_resources,

@@ -30,6 +30,7 @@ TrainingKeyTable = dict[str, tuple[ValueSpec, Any, str]]
 
 _BOOL = ValueSpec(frozenset({"bool"}))
 _FLOAT = ValueSpec(frozenset({"int", "float"}))
+_INT = ValueSpec(frozenset({"int"}))
 _STR = ValueSpec(frozenset({"str"}))
 _OPT_STR = ValueSpec(frozenset({"str", "none"}))
 
@@ -72,6 +73,17 @@ LF_TRAINING_KEYS: TrainingKeyTable = {
         False,
         "Enable FP8 optimizations for FSDP2 all-gather operations.",
     ),
+    # LLaMA-Factory 0.9.5's torch profiler keys (refused: `config.support`)
+    "enable_torch_profiler": (_BOOL, False, "Whether to enable torch profiler for collecting performance traces."),
+    "profiler_output_dir": (_OPT_STR, None, "Directory to write profiler traces."),
+    "profiler_wait_steps": (_INT, 1, "Number of steps to skip at the start of each profiling cycle."),
+    "profiler_warmup_steps": (_INT, 1, "Number of profiler warm-up steps per cycle."),
+    "profiler_active_steps": (_INT, 1, "Number of steps to actively record per cycle."),
+    "profiler_repeat": (_INT, 1, "Number of profiling cycles. Set to 0 for continuous profiling."),
+    "profiler_record_shapes": (_BOOL, True, "Whether to record tensor shapes during profiling."),
+    "profiler_profile_memory": (_BOOL, True, "Whether to profile memory usage."),
+    "profiler_with_stack": (_BOOL, True, "Whether to record stack traces during profiling."),
+    "profile_modules": (_OPT_STR, None, "Comma-separated module name patterns to profile with CUDA events."),
 }
 
 # Training keys that transformers renamed; the loader maps the old name onto the new one.

@@ -451,9 +451,7 @@ def default_tokenized_path(cfg: LfRayConfig, digest: str) -> str:
     return str(lf_ray_home() / "datasets" / f"{cfg.finetuning.stage}-{digest[:16]}")
 
 
-def run_preprocess(
-    cfg: LfRayConfig, workers: int | None = None, *, distributed: bool | None = None
-) -> PreprocessResult:
+def run_preprocess(cfg: LfRayConfig, *, distributed: bool | None = None) -> PreprocessResult:
     """Tokenize the config's datasets into a Parquet artifact, or reuse the one with the same fingerprint.
 
     `distributed`: read the source files with Ray tasks rather than in this process (default: when they hold
@@ -502,7 +500,7 @@ def run_preprocess(
     with staged(plan.path) as destination:
         with _timed(timings, "process_s"):
             if isinstance(splits, PlacedSplits):
-                workers = workers or data.preprocessing_num_workers or _available_cpus()
+                workers = data.preprocessing_num_workers or _available_cpus()
                 split_stats = process_placed(splits, spec, settings, layouts, destination, workers)
             else:
                 tables = {DATASET_TRAIN_DIR: splits.train, DATASET_EVAL_DIR: splits.eval}
@@ -511,7 +509,7 @@ def run_preprocess(
                     split_stats = process_here(parts, tokenizer, template, settings, layouts, destination)
                 else:
                     _start_ray(cfg)
-                    workers = workers or data.preprocessing_num_workers or _available_cpus()
+                    workers = data.preprocessing_num_workers or _available_cpus()
                     split_stats = process_tables(parts, spec, settings, layouts, destination, workers)
         for split, stats in split_stats.items():
             _refuse_empty(stats, split, stage)

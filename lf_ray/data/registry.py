@@ -140,6 +140,13 @@ def parse_entry(name: str, entry: dict[str, Any], dataset_dir: str = "") -> Data
             for key in keys:
                 setattr(attr, key, entry[group].get(key))
     attr.explicit_columns = tuple(entry.get("columns", {}))
+    media = [f"`{key}: {getattr(attr, key)}`" for key in ("images", "videos", "audios") if getattr(attr, key)]
+    if media:
+        raise DataError(
+            f"{where} maps media columns ({', '.join(media)}): lf-ray trains text-only models for now, and would "
+            "otherwise train on the text with literal <image> / <video> / <audio> placeholders. Fix: use a text "
+            "dataset, or remove the media columns from the entry"
+        )
     return attr
 
 

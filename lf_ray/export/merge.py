@@ -8,8 +8,9 @@ template into the tokenizer as its `chat_template` and its stop tokens into `gen
 engine (transformers, vLLM, Ray Serve LLM) prompts and stops as training did, and a `manifest.json`.
 The folder is written atomically: an existing `export_dir` is replaced only once the new one is complete.
 
-Not supported (refused with ConfigError): quantized export (`export_quantization_bit`, `quantization_bit`),
-`.bin` weights (`export_legacy_format`: transformers 5 writes safetensors only), pushing to the hub.
+Not supported, refused when the config is read (`config.support`): quantized export (`export_quantization_bit`,
+`quantization_bit`), `.bin` weights (`export_legacy_format`: transformers 5 writes safetensors only), pushing to the
+hub (`export_hub_model_id`).
 """
 
 from __future__ import annotations
@@ -59,17 +60,6 @@ def check_export_config(cfg: LfRayConfig) -> None:
             f"`adapter_name_or_path` is set, but `finetuning_type` is {kind}: only LoRA adapters can be merged. "
             "Fix: set `finetuning_type: lora`, or drop `adapter_name_or_path` and point `model_name_or_path` at the "
             "full / freeze checkpoint."
-        )
-    for key in ("export_quantization_bit", "quantization_bit"):
-        if getattr(model, key) is not None:
-            raise ConfigError(
-                f"`{key}: {getattr(model, key)}` asks for a quantized export, which lf-ray does not support yet. "
-                f"Fix: remove `{key}` and export in full precision (quantize the exported folder with a separate tool)."
-            )
-    if model.export_legacy_format:
-        raise ConfigError(
-            "`export_legacy_format: true` asks for .bin weights, but transformers 5 saves safetensors only. "
-            "Fix: remove `export_legacy_format` (every current engine reads safetensors)."
         )
     _check_not_a_source(cfg)
 

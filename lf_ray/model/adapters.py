@@ -333,10 +333,7 @@ def _upcast_trainable_params(model: Any, cfg: LfRayConfig) -> None:
     import torch
     from transformers.integrations import is_deepspeed_zero3_enabled
 
-    ft = cfg.finetuning
-    if ft.pure_bf16 or ft.use_badam:
-        return
-    if cfg.model.quantization_bit is None and is_deepspeed_zero3_enabled():  # ZeRO-3 keeps fp32 masters itself
+    if cfg.finetuning.pure_bf16 or is_deepspeed_zero3_enabled():  # ZeRO-3 keeps fp32 masters itself
         return
     for param in model.parameters():
         if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
-from lf_ray.errors import ConfigError, ModelError
+from lf_ray.errors import ConfigError
 from lf_ray.model.adapters import apply_finetuning, trainable_parameter_summary
 from lf_ray.model.loader import load_error, load_tokenizer, resolve_model_path
 
@@ -157,11 +157,6 @@ def load_model(
     """
     if not cfg.model.model_name_or_path:
         raise ConfigError("`model_name_or_path` is not set. Fix: set it to a model folder or builtin:tiny-llama.")
-    if cfg.model.quantization_bit is not None:
-        raise ModelError(
-            f"`quantization_bit: {cfg.model.quantization_bit}` (QLoRA) is not supported by lf-ray yet. "
-            "Fix: remove `quantization_bit` and train LoRA on the unquantized model."
-        )
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg.model.model_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:

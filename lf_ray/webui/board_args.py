@@ -142,8 +142,6 @@ def _stage_args(state: State) -> dict[str, Any]:
     stage = state.get("train.stage") or "sft"
     if stage in ("dpo", "kto"):
         return {"pref_beta": float(state.get("train.pref_beta") or 0.1), "pref_loss": state.get("train.pref_loss")}
-    if stage == "ppo":
-        return {"reward_model": state.get("train.reward_model") or None}
     return {}
 
 
@@ -233,8 +231,6 @@ def _missing(command: Command, state: State) -> Problem | None:
         return Problem("err_no_dataset")
     if not output_dir_of(command, state):
         return Problem("err_no_export_dir" if command == "export" else "err_no_output_dir")
-    if command == "train" and state.get("train.stage") == "ppo" and not state.get("train.reward_model"):
-        return Problem("err_no_reward_model")
     return None
 
 

@@ -103,6 +103,10 @@ def test_bad_placement_strategy():
 
 def test_master_addr_and_port_are_accepted_but_flagged():
     cfg = load_config(None, base=RAY_REMOTE)
-    (note,) = config_warnings(cfg)
-    assert note.startswith("`master_addr` and `master_port` (LLaMA-Factory's ray.remote launcher) are unused")
+    assert config_warnings(cfg) == [
+        "`master_addr` has no effect in lf-ray: Ray Train picks the rendezvous address of its worker group itself; "
+        "remove it",
+        "`master_port` has no effect in lf-ray: Ray Train picks the rendezvous port of its worker group itself; "
+        "remove it",
+    ]
     assert config_warnings(load_config(None, base=RAY_TRAIN)) == []

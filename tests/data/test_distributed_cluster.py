@@ -26,15 +26,15 @@ SCRIPT = textwrap.dedent(
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, log_to_driver=False)
 
-    def config(name):
-        return prepare_config(None, [
+    def config(name, workers):
+        return prepare_config(None, [f"preprocessing_num_workers={workers}",
             "model_name_or_path=builtin:tiny-llama", "stage=sft", "do_train=true", "dataset_dir=builtin",
             "dataset=identity,alpaca_en_demo", "cutoff_len=96", "preprocessing_batch_size=16",
             f"tokenized_path={out / name}",
         ])
 
-    spread = run_preprocess(config("spread"), workers=2, distributed=True)
-    driver = run_preprocess(config("driver"), workers=1, distributed=False)
+    spread = run_preprocess(config("spread", 2), distributed=True)
+    driver = run_preprocess(config("driver", 1), distributed=False)
     files = spread.manifest["splits"]["train"]["files"]
     same = files == driver.manifest["splits"]["train"]["files"] and all(
         pq.read_table(pathlib.Path(spread.path) / "train" / f) == pq.read_table(pathlib.Path(driver.path) / "train" / f)

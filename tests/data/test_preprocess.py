@@ -42,7 +42,7 @@ def _read(path):
 
 def test_output_equals_the_pure_processors(tmp_path):
     cfg = _config(tmp_path)
-    result = run_preprocess(cfg, workers=2)
+    result = run_preprocess(cfg)
     assert not result.reused
 
     splits = load_canonical_splits(cfg.data, "sft", cfg.training.get("seed", 42))
@@ -77,8 +77,8 @@ def test_second_run_reuses_and_overwrite_cache_rebuilds(tmp_path):
 
 
 def test_one_and_two_actors_and_this_process_write_the_same_files(tmp_path, monkeypatch):
-    one = run_preprocess(_config(tmp_path / "one", "preprocessing_batch_size=16"), workers=1)
-    two = run_preprocess(_config(tmp_path / "two", "preprocessing_batch_size=16"), workers=2)
+    one = run_preprocess(_config(tmp_path / "one", "preprocessing_batch_size=16", "preprocessing_num_workers=1"))
+    two = run_preprocess(_config(tmp_path / "two", "preprocessing_batch_size=16", "preprocessing_num_workers=2"))
     monkeypatch.setattr(preprocess, "one_part_each", lambda parts: True)  # small data's path, many parts
     here = run_preprocess(_config(tmp_path / "here", "preprocessing_batch_size=16"))
     assert (one.manifest["actors"], two.manifest["actors"], here.manifest["actors"]) == (1, 2, 0)
@@ -124,7 +124,7 @@ def test_sft_packing_is_lf_s_batch_by_batch_knapsack_in_rows_of_cutoff_len(tmp_p
     """LF 0.9.5 with `packing`: `cutoff_len -= 1`, sequences cut to 127 tokens, a greedy knapsack of 127 over
     each preprocessing batch on its own, every packed row padded to 128 (one pad token kept for flash-attn)."""
     cfg = _config(tmp_path, "packing=true", "val_size=0", "preprocessing_batch_size=16")
-    result = run_preprocess(cfg, workers=2)
+    result = run_preprocess(cfg)
     expected = []
     for tokenizer, rows in _batches(cfg, "supervised", 127, 16):
         expected += pack_supervised(rows, 127, tokenizer.pad_token_id, neat_packing=False)[0]

@@ -207,3 +207,14 @@ def test_columns_that_are_not_an_object_are_a_data_error():
     """A list instead of an object is a registry mistake and should say so, not raise AttributeError."""
     with pytest.raises(DataError, match="`columns`"):
         parse_entry("x", {"file_name": "x.json", "columns": ["prompt"]})
+
+
+def test_a_multimodal_entry_is_refused_not_trained_as_text():
+    columns = {"messages": "messages", "images": "images"}
+    entry = {"file_name": "mllm.json", "formatting": "sharegpt", "columns": columns}
+    with pytest.raises(DataError) as err:
+        parse_entry("mllm_demo", entry, "data")
+    assert str(err.value).startswith(
+        "dataset_info.json entry `mllm_demo` in `data` maps media columns (`images: images`): lf-ray trains text-only"
+    )
+    assert "Fix: use a text dataset, or remove the media columns from the entry" in str(err.value)

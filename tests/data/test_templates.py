@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from lf_ray.data.formatters import ToolFormatter
 from lf_ray.data.templates import get_template, resolve_template, template_table
 from lf_ray.data.tool_formats import TOOL_FORMATS, FunctionCall
 from lf_ray.errors import TemplateError
@@ -201,3 +202,15 @@ def test_default_tool_description_lists_arguments():
     assert "> Tool Name: get_weather\nTool Description: Get the current weather\nTool Args:\n" in text
     assert "  - city (string, required): City name\n" in text
     assert "Action: tool name (one of [get_weather])" in text
+
+
+def test_the_configs_tool_format_replaces_the_templates():
+    from lf_ray.config import prepare_config
+    from lf_ray.data.tokenizer_spec import tokenizer_spec
+
+    keys = ["model_name_or_path=builtin:tiny-llama", "template=llama3"]
+    _, own = tokenizer_spec(prepare_config(None, keys)).load()
+    _, qwen = tokenizer_spec(prepare_config(None, [*keys, "tool_format=qwen"])).load()
+    assert (own.format_tools.tool_format, qwen.format_tools.tool_format) == ("llama3", "qwen")
+    tools = json.dumps([WEATHER_TOOL])
+    assert qwen.format_tools.apply(tools) == ToolFormatter("qwen").apply(tools) != own.format_tools.apply(tools)

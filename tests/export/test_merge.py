@@ -161,7 +161,7 @@ def test_run_export_passes_export_size_in_gb(monkeypatch, tmp_path):
             "finetuning_type.*lora",
         ),  # the config rule or run_export
         (["export_dir=OUT", "export_quantization_bit=4", "export_quantization_dataset=x"], "export_quantization_bit"),
-        (["export_dir=OUT", "export_legacy_format=true"], "safetensors only"),
+        (["export_dir=OUT", "export_legacy_format=true"], "`export_legacy_format: true` asks for .bin weights"),
     ],
 )
 def test_refusals(tmp_path, overrides, message):

@@ -205,6 +205,15 @@ def test_resuming_an_adapter_restores_its_outputs_and_trains_it(tiny_llama_path,
     torch.testing.assert_close(logits_of(model), logits, atol=0, rtol=0)
 
 
+def test_adapter_folder_loads_the_adapter_from_that_subfolder(tiny_llama_path, saved_adapter, tmp_path):
+    path, names, logits = saved_adapter
+    shutil.copytree(path, tmp_path / "run" / "adapter")
+    overrides = [f"adapter_name_or_path={tmp_path / 'run'}", "adapter_folder=adapter"]
+    model = apply_finetuning(load_causal_lm(tiny_llama_path), make_cfg(*overrides), is_trainable=True)
+    assert trainable_names(model) == names
+    torch.testing.assert_close(logits_of(model), logits, atol=0, rtol=0)
+
+
 def test_an_adapter_for_inference_is_merged(tiny_llama_path, saved_adapter):
     path, _, logits = saved_adapter
 

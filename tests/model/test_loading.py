@@ -207,10 +207,23 @@ def test_missing_model_folder_is_a_model_error(tmp_path):
         load_model(make_cfg(model=str(missing)), for_training=True)
 
 
-def test_quantization_is_refused():
-    with pytest.raises(ModelError) as err:
-        load_model(make_cfg("quantization_bit=4"), for_training=True)
-    assert str(err.value) == (
-        "`quantization_bit: 4` (QLoRA) is not supported by lf-ray yet. "
-        "Fix: remove `quantization_bit` and train LoRA on the unquantized model."
-    )
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_use_reentrant_gc_reaches_the_checkpointed_layers(reentrant):
+    model, _ = load_model(make_cfg(f"use_reentrant_gc={str(reentrant).lower()}"), for_training=True)
+    checkpointed = [m for m in model.modules() if hasattr(m, "_gradient_checkpointing_func")]
+    assert checkpointed and {m._gradient_checkpointing_func.keywords["use_reentrant"] for m in checkpointed} == {
+        reentrant
+    }
+
+
+def test_use_kv_cache_off_for_inference():
+    model, _ = load_model(make_cfg("use_kv_cache=false"), for_training=False)
+    assert model.config.use_cache is False
+
+
+def test_print_param_status_logs_every_parameter(caplog):
+    with caplog.at_level(logging.INFO, logger="lf_ray.model.loading"):
+        model, _ = load_model(make_cfg("print_param_status=true"), for_training=False)
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("name: ")]
+    assert len(logged) == len(list(model.named_parameters()))
+    assert logged[0].startswith("name: model.embed_tokens.weight, dtype: torch.float32, device: cpu, trainable: False")

@@ -90,6 +90,9 @@ def test_plan_names_url_models_and_scaling(monkeypatch):
     assert plan[0].startswith("# plan: serve")
     assert "url          http://127.0.0.1:8123/llm/v1" in plan
     assert "models       tiny-qwen, a" in plan
+    batching = serve_plan(cfg("api_host=10.0.0.5", "max_batch_size=4", "batch_wait_timeout_s=0.2"), ["tiny-qwen"])
+    assert "url          http://10.0.0.5:8000/v1" in batching
+    assert any(line.startswith("batching     up to 4 requests, waiting 0.2s") for line in batching)
 
 
 def test_vllm_llm_config_is_a_valid_ray_serve_llm_config():
@@ -103,6 +106,9 @@ def test_vllm_llm_config_is_a_valid_ray_serve_llm_config():
             'autoscaling_config={"min_replicas": 1, "max_replicas": 4}',
             "vllm_maxlen=2048",
             "vllm_gpu_util=0.8",
+            "vllm_enforce_eager=true",
+            "vllm_max_lora_rank=64",
+            "max_loras_per_replica=3",
             'vllm_config={"enable_prefix_caching": true}',
         )
     )
@@ -116,6 +122,8 @@ def test_vllm_llm_config_is_a_valid_ray_serve_llm_config():
         "enable_lora": True,
     }
     assert llm.engine_kwargs["enable_prefix_caching"] is True
+    assert (llm.engine_kwargs["enforce_eager"], llm.engine_kwargs["max_lora_rank"]) == (True, 64)
+    assert llm.lora_config.max_num_adapters_per_replica == 3
     assert json.dumps(config)  # plain data: it goes into a serveConfigV2 as is
 
 

@@ -103,6 +103,19 @@ def test_sft_reports_token_accuracy_when_asked(encoded, tiny_llama_path, tmp_pat
     assert 0.0 <= trainer.evaluate(datasets.Dataset.from_list(rows[:ROWS]))["eval_accuracy"] <= 1.0
 
 
+def test_early_stopping_steps_gives_the_trainer_an_early_stopping_callback(encoded, tiny_llama_path, tmp_path):
+    from transformers import EarlyStoppingCallback
+
+    tokenizer, rows = encoded("sft")
+    cfg = stage_config("sft", "early_stopping_steps=3")
+    args = build_training_arguments(cfg, output_dir=str(tmp_path))
+    model = lora(load_causal_lm(tiny_llama_path))
+    context = StageContext(cfg, model, tokenizer, args, datasets.Dataset.from_list(rows))
+    trainer = build_trainer(context)
+    (stopper,) = [c for c in trainer.callback_handler.callbacks if isinstance(c, EarlyStoppingCallback)]
+    assert stopper.early_stopping_patience == 3
+
+
 def test_sft_with_neat_packing_overfits(encoded, tiny_llama_path, tmp_path):
     tokenizer, rows = encoded("sft")
     packed, _ = pack_supervised(rows[: ROWS * 2], 2 * CUTOFF, tokenizer.pad_token_id, neat_packing=True)

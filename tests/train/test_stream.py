@@ -164,3 +164,25 @@ def test_a_workers_memory_does_not_grow_with_the_dataset(tmp_path):
     # the big share holds 50 MiB of tokens per column; all of it in Python lists would be over 700 MiB
     print(f"stream peak RSS: {small} MiB at 10k rows, {big} MiB at 100k rows")
     assert big < small + 60, (small, big)
+
+
+def test_a_worker_streams_its_share_with_the_configs_buffer_size(split, tmp_path, monkeypatch):
+    import shutil
+    import types
+
+    import ray.train
+
+    from lf_ray.config import prepare_config
+    from lf_ray.train.worker import _stream as worker_stream
+
+    (tmp_path / "dataset" / "train").mkdir(parents=True)
+    for uri in split.uris:
+        shutil.copy(uri, tmp_path / "dataset" / "train")
+    monkeypatch.setattr(ray.train, "get_context", lambda: types.SimpleNamespace(
+        get_world_rank=lambda: 1, get_world_size=lambda: 2
+    ))  # fmt: skip
+    cfg = prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "buffer_size=3"])
+    args = types.SimpleNamespace(seed=5, data_seed=None, train_sampling_strategy="random")
+    stream = worker_stream(cfg, args, str(tmp_path / "dataset"), "train")
+    assert (stream.rank, stream.world, stream.seed, stream.buffer_rows, stream.shuffle) == (1, 2, 5, 3, True)
+    assert len(_rows(stream)) == 8  # its share of 15 rows on 2 ranks

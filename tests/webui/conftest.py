@@ -40,7 +40,6 @@ def train_state(tmp_path) -> dict:
         "train.freeze_trainable_modules": "all",
         "train.pref_beta": 0.1,
         "train.pref_loss": "sigmoid",
-        "train.reward_model": "",
         "train.deepspeed_stage": "none",
         "train.ds_offload": False,
         "train.ray_num_workers": 1,

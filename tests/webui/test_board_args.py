@@ -105,7 +105,6 @@ def test_eval_and_export_args(train_state):
         ({"train.output_dir": ""}, "err_no_output_dir"),
         ({"train.extra_args": "{seed: 7"}, "err_json"),
         ({"train.resources_per_worker": "[1, 2]"}, "err_json"),
-        ({"train.stage": "ppo"}, "err_no_reward_model"),
         ({"top.ray_address": "http://head:8265", "train.output_dir": "saves/run"}, "err_relative_on_cluster"),
     ],
 )

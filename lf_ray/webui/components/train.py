@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import gradio as gr
 
-from lf_ray.config.finetuning_args import Stage
 from lf_ray.errors import LfRayError
+from lf_ray.stages import TRAINABLE_STAGES
 from lf_ray.webui.board import Board
 from lf_ray.webui.board_args import (
     COMPUTE_TYPES,
@@ -33,7 +33,7 @@ def default_dataset_dir() -> str:
 
 def _data_rows(board: Board) -> dict[str, Any]:
     with gr.Row():
-        stage = gr.Dropdown(choices=list(get_args(Stage)), value="sft", scale=1, **board.text("train.stage"))
+        stage = gr.Dropdown(choices=list(TRAINABLE_STAGES), value="sft", scale=1, **board.text("train.stage"))
         dataset_dir = gr.Textbox(value=default_dataset_dir(), scale=1, **board.text("train.dataset_dir"))
         dataset = gr.Dropdown(
             choices=dataset_choices(default_dataset_dir()), multiselect=True, scale=3, **board.text("train.dataset")
@@ -110,7 +110,6 @@ def _method_accordions(board: Board) -> dict[str, Any]:
         elems |= {
             "train.pref_beta": gr.Number(value=0.1, minimum=0, **t("train.pref_beta")),
             "train.pref_loss": gr.Dropdown(choices=PREF_LOSSES, value="sigmoid", **t("train.pref_loss")),
-            "train.reward_model": gr.Textbox(value="", **t("train.reward_model")),
         }
     with gr.Accordion(open=False, **t("train.deepspeed_tab")) as deepspeed_tab, gr.Row():
         elems |= {

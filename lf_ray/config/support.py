@@ -1,0 +1,272 @@
+"""Which LLaMA-Factory keys lf-ray does not implement, and why: the table `lf-ray keys` and the parse-time rule read.
+
+Every key of every group is implemented (code outside `lf_ray/config` reads it, and a test sets it), refused here,
+or listed as not needed. A refused key set to anything but its default stops the config at parse time (exit
+status 2), naming the key, its value, what it asks for and what to do instead: ignoring it would train (or serve,
+or export) something other than what the config says, without a word. A key that is not needed gets what
+LLaMA-Factory wanted from lf-ray's design; setting it prints a note. `tests/config/test_support.py` fails when a
+key is none of the three.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lf_ray.config.loader import LfRayConfig
+
+
+@dataclass(frozen=True)
+class Refusal:
+    asks_for: str  # what the keys ask of LLaMA-Factory
+    instead: str  # what to do with lf-ray
+
+
+def _family(refusal: Refusal, *keys: str) -> dict[str, Refusal]:
+    return dict.fromkeys(keys, refusal)
+
+
+REMOVE = "remove it"
+MULTIMODAL = Refusal(
+    "vision / audio inputs (LLaMA-Factory's multimodal plugins)",
+    "lf-ray trains text-only models for now: remove the image / video / audio keys",
+)
+PPO = Refusal(
+    "PPO with a reward model (stage ppo)",
+    "train with stage dpo or kto on preference data instead, and remove the ppo_* / reward_model* keys",
+)
+REFERENCE = Refusal(
+    "a separate reference model for dpo / kto",
+    "remove it: lf-ray's dpo and kto use the policy with its LoRA adapter switched off (or, for full / freeze, a "
+    "frozen copy of the starting weights) as LLaMA-Factory does without ref_model",
+)
+OPTIMIZER = Refusal(
+    "an optimizer other than transformers' `optim` (GaLore, APOLLO, BAdam, Adam-mini, Muon)",
+    "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default)",
+)
+QLORA = Refusal(
+    "a quantized base model (QLoRA)",
+    "remove the quantization keys and train LoRA on the unquantized model",
+)
+QUANTIZED_EXPORT = Refusal(
+    "a GPTQ-quantized export",
+    "export in full precision and quantize the exported folder with a separate tool",
+)
+SFT_LOSS = Refusal("an SFT loss variant (DFT, EAFT or ASFT)", "remove it; lf-ray's sft trains with cross-entropy")
+KERNELS = Refusal(
+    "GPU kernels (Unsloth, Liger, LLaMA-Factory's v1 kernels)",
+    "remove it; lf-ray trains with transformers' own attention (SDPA, or flash attention with `flash_attn`)",
+)
+SWANLAB = Refusal("SwanLab tracking", "use `report_to: mlflow` (or tensorboard, wandb)")
+PROFILER = Refusal("the torch profiler", "remove the profiler keys")
+KTRANSFORMERS = Refusal("KTransformers", "remove the kt_* keys")
+SGLANG = Refusal("the SGLang inference engine", "use `infer_backend: huggingface` or `vllm`")
+NEW_TOKENS = Refusal(
+    "new tokens added to the tokenizer, with their embeddings initialised",
+    "add them to the tokenizer and save it (`add_tokens` / `add_special_tokens`, `save_pretrained`), point "
+    "model_name_or_path at that folder and set `resize_vocab: true`",
+)
+
+REFUSED: dict[str, Refusal] = {
+    # model
+    "cache_dir": Refusal("a hub download folder", "set HF_HOME (or HF_HUB_CACHE) in the environment"),
+    "model_revision": Refusal(
+        "a hub revision", "download it (`hf download ID --revision R --local-dir DIR`), point model_name_or_path at it"
+    ),
+    "hf_hub_token": Refusal("a hub token in the config", "set HF_TOKEN in the environment"),
+    **_family(
+        Refusal("models from ModelScope or Modelers", "download the model and point model_name_or_path at the folder"),
+        "ms_hub_token",
+        "om_hub_token",
+    ),
+    "use_fast_tokenizer": Refusal("the slow (Python) tokenizer", REMOVE + ": lf-ray loads the fast tokenizer"),
+    "split_special_tokens": Refusal("special-token text tokenized as plain text", REMOVE),
+    "low_cpu_mem_usage": Refusal("loading every weight into memory at once", REMOVE),
+    "offload_folder": Refusal("offloading weights to disk", REMOVE),
+    **_family(NEW_TOKENS, "add_tokens", "new_special_tokens_config", "init_special_tokens"),
+    "rope_scaling": Refusal("RoPE scaling", "set `rope_scaling` in the model's config.json"),
+    "shift_attn": Refusal("LongLoRA's shift short attention", REMOVE),
+    "mixture_of_depths": Refusal("Mixture-of-Depths", REMOVE),
+    "moe_aux_loss_coef": Refusal("an MoE router loss coefficient", "set it in the model's config.json"),
+    "upcast_layernorm": Refusal("layer norms upcast to fp32", REMOVE),
+    "upcast_lmhead_output": Refusal("the lm_head output upcast to fp32", REMOVE),
+    **_family(KERNELS, "use_unsloth", "use_unsloth_gc", "enable_liger_kernel", "use_v1_kernels"),
+    **_family(
+        QLORA,
+        "quantization_bit",
+        "quantization_method",
+        "quantization_type",
+        "double_quantization",
+        "quantization_device_map",
+    ),
+    **_family(
+        MULTIMODAL,
+        "image_max_pixels",
+        "image_min_pixels",
+        "image_do_pan_and_scan",
+        "crop_to_patches",
+        "video_max_pixels",
+        "video_min_pixels",
+        "video_fps",
+        "video_maxlen",
+        "use_audio_in_video",
+        "audio_sampling_rate",
+        "media_dir",
+        "freeze_vision_tower",
+        "freeze_multi_modal_projector",
+        "freeze_language_model",
+    ),
+    "export_device": Refusal("a choice of export device", REMOVE + ": lf-ray merges on the CPU of the export task"),
+    **_family(
+        QUANTIZED_EXPORT,
+        "export_quantization_bit",
+        "export_quantization_dataset",
+        "export_quantization_nsamples",
+        "export_quantization_maxlen",
+    ),
+    "export_legacy_format": Refusal(
+        ".bin weights in the export",
+        REMOVE + ": transformers 5 saves safetensors only, which every current engine reads",
+    ),
+    "export_hub_model_id": Refusal("pushing the export to the hub", "upload export_dir yourself (`hf upload ID DIR`)"),
+    **_family(
+        KTRANSFORMERS,
+        "use_kt",
+        "kt_cpu_activation",
+        "kt_weight_path",
+        "kt_non_expert_weight_path",
+        "kt_expert_checkpoint_path",
+        "kt_use_lora_experts",
+        "kt_lora_expert_num",
+        "kt_lora_expert_intermediate_size",
+    ),
+    **_family(SGLANG, "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config", "sglang_lora_backend"),
+    # data
+    "eval_num_beams": Refusal("beam search in predict_with_generate", REMOVE),
+    "ignore_pad_token_for_loss": Refusal("pad tokens counted in the loss", REMOVE),
+    "eval_on_each_dataset": Refusal(
+        "one evaluation per eval dataset", "run `lf-ray eval` once per dataset (one name in eval_dataset)"
+    ),
+    "preserve_thinking": Refusal("the thinking of earlier turns kept in reasoning templates", REMOVE),
+    # generating, eval
+    "num_beams": Refusal("beam search", REMOVE + "; lf-ray samples or decodes greedily"),
+    "length_penalty": Refusal("a beam-search length penalty", REMOVE),
+    "download_mode": Refusal("eval tasks downloaded from the hub", "put the task folder under task_dir"),
+    # finetuning
+    "pissa_convert": Refusal("a PiSSA adapter converted to plain LoRA at save time", REMOVE),
+    **_family(
+        Refusal("OFT fine-tuning", "use finetuning_type lora, freeze or full"),
+        "oft_rank",
+        "oft_block_size",
+        "oft_target",
+        "module_dropout",
+    ),
+    **_family(
+        PPO,
+        "reward_model",
+        "reward_model_adapters",
+        "reward_model_quantization_bit",
+        "reward_model_type",
+        "ppo_buffer_size",
+        "ppo_epochs",
+        "ppo_score_norm",
+        "ppo_target",
+        "ppo_whiten_rewards",
+    ),
+    **_family(REFERENCE, "ref_model", "ref_model_adapters", "ref_model_quantization_bit"),
+    **_family(
+        OPTIMIZER,
+        *(f"galore_{k}" for k in ("target", "rank", "update_interval", "scale", "proj_type", "layerwise")),
+        *(f"apollo_{k}" for k in ("target", "rank", "update_interval", "scale", "proj", "proj_type", "scale_type")),
+        *("apollo_layerwise", "apollo_scale_front", "use_galore", "use_apollo", "use_badam", "use_adam_mini"),
+        *(f"badam_{k}" for k in ("mode", "start_block", "switch_mode", "switch_interval", "update_ratio")),
+        *("badam_mask_mode", "badam_verbose", "use_muon"),
+    ),
+    **_family(
+        SWANLAB,
+        "use_swanlab",
+        *(f"swanlab_{k}" for k in ("project", "workspace", "run_name", "mode", "api_key", "logdir")),
+        "swanlab_lark_webhook_url",
+        "swanlab_lark_secret",
+    ),
+    "use_mca": Refusal("Megatron-Core training (MCoreAdapter)", "use DeepSpeed (`deepspeed:` a ZeRO config)"),
+    **_family(
+        Refusal("HyperParallel FSDP / tensor parallelism", "use DeepSpeed ZeRO-3 (`deepspeed:` a ZeRO-3 config)"),
+        "use_hyper_parallel",
+        "hyper_parallel_args",
+    ),
+    **_family(SFT_LOSS, "use_dft_loss", "use_eaft_loss", "eaft_alpha", "use_asft_loss", "asft_alpha"),
+    "include_effective_tokens_per_second": Refusal("effective tokens per second in the metrics", REMOVE),
+    "fp8_enable_fsdp_float8_all_gather": Refusal(
+        "FP8 all-gathers under FSDP", REMOVE + ": lf-ray does not train with FSDP"
+    ),
+    # training (LLaMA-Factory's own)
+    **_family(
+        PROFILER,
+        "enable_torch_profiler",
+        "profiler_output_dir",
+        "profiler_wait_steps",
+        "profiler_warmup_steps",
+        "profiler_active_steps",
+        "profiler_repeat",
+        "profiler_record_shapes",
+        "profiler_profile_memory",
+        "profiler_with_stack",
+        "profile_modules",
+    ),
+}
+"""Key → why it is refused. Keys sharing a `Refusal` are one feature and are reported together."""
+
+NOT_NEEDED: dict[str, str] = {
+    "save_safetensors": "transformers 5 always saves safetensors (`false` is refused)",
+    "master_addr": "Ray Train picks the rendezvous address of its worker group itself",
+    "master_port": "Ray Train picks the rendezvous port of its worker group itself",
+    "data_shared_file_system": "lf-ray tokenizes once, with Ray Data, and every worker reads the artifact from "
+    "its storage (a shared path or an object store)",
+}
+"""Key → why lf-ray needs no setting for it (LLaMA-Factory's `ray.remote` launcher and multi-node data keys)."""
+
+
+def _is_set(cfg: LfRayConfig, key: str, default: Any) -> bool:
+    value = cfg.get(key)
+    if key == "media_dir":  # its derived default is dataset_dir
+        return value not in (None, cfg.data.dataset_dir)
+    return value != default
+
+
+def refusals(cfg: LfRayConfig) -> list[str]:
+    """One message per refused feature that `cfg` asks for (a refused key set to something but its default)."""
+    from lf_ray.config.schema import all_keys
+
+    keys = all_keys()
+    asked: dict[Refusal, list[str]] = {}
+    for key, refusal in REFUSED.items():
+        if _is_set(cfg, key, keys[key].default):
+            asked.setdefault(refusal, []).append(f"`{key}: {json.dumps(cfg.get(key), default=str)}`")
+    return [
+        f"{', '.join(settings)} ask{'s' if len(settings) == 1 else ''} for {refusal.asks_for}, which lf-ray does not "
+        f"implement; it is refused rather than ignored. Fix: {refusal.instead}"
+        for refusal, settings in asked.items()
+    ]
+
+
+def not_needed_notes(cfg: LfRayConfig) -> list[str]:
+    from lf_ray.config.schema import all_keys
+
+    keys = all_keys()
+    return [
+        f"`{key}` has no effect in lf-ray: {reason}; remove it"
+        for key, reason in NOT_NEEDED.items()
+        if _is_set(cfg, key, keys[key].default)
+    ]
+
+
+def key_status(key: str) -> str:
+    """`implemented`, `refused: <what it asks for>; <instead>` or `not needed: <why>`, for `lf-ray keys`."""
+    if key in REFUSED:
+        return f"refused: asks for {REFUSED[key].asks_for}; {REFUSED[key].instead}"
+    if key in NOT_NEEDED:
+        return f"not needed: {NOT_NEEDED[key]}"
+    return "implemented"
