@@ -3,12 +3,15 @@
     python benchmarks/train.py                   # 1 and 2 workers, packing off and on, + baseline
     python benchmarks/train.py --epochs 3 --model builtin:tiny-qwen
     python benchmarks/train.py --worker-rss 100000 1000000   # workers' peak RSS, same steps, growing data
+    python benchmarks/train.py --qlora --model builtin:smollm2-135m   # LoRA vs QLoRA 4-bit: peak RSS, tokens/s
 
 The baseline is a single-process transformers Trainer over the same tokenized Parquet, in this process
 (no Ray). lf-ray's numbers use each run's own `train_runtime` (worker group start-up is printed apart).
 Ratios are against the baseline of the same run. `--worker-rss` trains 2 workers for the same 30 steps on
 generated alpaca sets of each size and prints the training workers' peak RSS (sampled every 0.2 s), which
-should not grow with the data: each worker streams its share.
+should not grow with the data: each worker streams its share. `--qlora` trains the same steps on the same rows
+in one Trainer process each (a fresh process per variant, so each peak RSS is its own): LoRA on the full-precision
+base, then on the base quantized to 4 bits by bitsandbytes; ratios are against LoRA.
 """
 
 from __future__ import annotations
@@ -108,12 +111,47 @@ def worker_rss(sizes: list[int], model: str) -> None:
         print(f"{rows:>10} {mib:20.0f} {mib / results[0][1]:8.2f}x {wall:8.1f}")
 
 
+def _fit(values: list[str], dataset_path: str) -> tuple[float, float]:
+    """In a fresh process: the baseline Trainer's seconds, and this process's peak RSS in MiB."""
+    import resource
+
+    seconds = baseline(prepare_config(None, values), Path(dataset_path))
+    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def qlora_vs_lora(model: str, steps: int) -> None:
+    import multiprocessing
+
+    from lf_ray.data.preprocess import run_preprocess
+
+    variants = {"LoRA": [], "QLoRA 4-bit (nf4, double quant)": ["quantization_bit=4"]}
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        values = [*overrides(Path(tmp) / "out", model, 1, 1, True), f"max_steps={steps}"]
+        dataset = run_preprocess(prepare_config(None, values))
+        rows = dataset.manifest["splits"]["train"]["rows_out"]
+        tokens = dataset.manifest["splits"]["train"]["tokens"] * min(1.0, steps * 4 / rows)
+        for name, extra in variants.items():
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                results[name] = pool.apply(_fit, ([*values, *extra], dataset.path))
+    lora_seconds, lora_rss = results["LoRA"]
+    print(f"\n{model}, {steps} steps of 4 packed rows, one process on CPU")
+    print(f"{'variant':34} {'tokens/s':>9} {'vs LoRA':>8} {'peak RSS MiB':>13} {'vs LoRA':>8}")
+    for name, (seconds, rss) in results.items():
+        print(f"{name:34} {tokens / seconds:9.0f} {lora_seconds / seconds:7.2f}x {rss:13.0f} {rss / lora_rss:7.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="builtin:tiny-llama")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--worker-rss", type=int, nargs="+", metavar="ROWS", help="workers' peak RSS per data size")
+    parser.add_argument("--qlora", action="store_true", help="LoRA vs QLoRA 4-bit: peak RSS and tokens/s")
+    parser.add_argument("--steps", type=int, default=20, help="training steps of each --qlora variant")
     args = parser.parse_args()
+    if args.qlora:
+        qlora_vs_lora(args.model, args.steps)
+        return
     if args.worker_rss:
         worker_rss(args.worker_rss, args.model)
         return

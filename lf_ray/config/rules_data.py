@@ -169,10 +169,53 @@ def interleave_probs_not_a_distribution(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def adapter_without_adapter_method(cfg: LfRayConfig) -> str | None:
-    if cfg.model.adapter_name_or_path and cfg.finetuning.finetuning_type not in ("lora", "oft"):
+def quantization_without_lora(cfg: LfRayConfig) -> str | None:
+    if cfg.model.quantization_bit is not None and cfg.finetuning.finetuning_type != "lora":
         return (
-            f"`adapter_name_or_path` loads LoRA/OFT adapters, but `finetuning_type` is "
+            f"`quantization_bit: {cfg.model.quantization_bit}` only works with LoRA "
+            f"(got `finetuning_type: {cfg.finetuning.finetuning_type}`); remove `quantization_bit` "
+            "or use `finetuning_type: lora` (QLoRA)"
+        )
+    return None
+
+
+def quantization_not_bnb(cfg: LfRayConfig) -> str | None:
+    model = cfg.model
+    if model.quantization_bit is None:
+        return None
+    if model.quantization_method != "bnb":
+        return (
+            f"`quantization_method: {model.quantization_method}` quantizes with a library lf-ray does not drive yet; "
+            "use `quantization_method: bnb` (bitsandbytes)"
+        )
+    if model.quantization_bit not in (4, 8):
+        return f"`quantization_bit: {model.quantization_bit}`: bitsandbytes quantizes to 4 or 8 bits; use 4 or 8"
+    return None
+
+
+def quantization_with_pissa_init(cfg: LfRayConfig) -> str | None:
+    if cfg.model.quantization_bit is not None and cfg.finetuning.pissa_init:
+        return "`pissa_init` cannot initialize PiSSA on a quantized model; initialize it unquantized first"
+    return None
+
+
+def quantization_with_resize_vocab(cfg: LfRayConfig) -> str | None:
+    if cfg.model.quantization_bit is not None and cfg.model.resize_vocab:
+        return "`resize_vocab` cannot resize the embeddings of a quantized model; remove one of them"
+    return None
+
+
+def quantization_with_many_adapters(cfg: LfRayConfig) -> str | None:
+    adapters = cfg.model.adapter_name_or_path or []
+    if cfg.model.quantization_bit is not None and len(adapters) > 1:
+        return "a quantized model takes a single adapter in `adapter_name_or_path`; merge the adapters first"
+    return None
+
+
+def adapter_without_adapter_method(cfg: LfRayConfig) -> str | None:
+    if cfg.model.adapter_name_or_path and cfg.finetuning.finetuning_type != "lora":
+        return (
+            f"`adapter_name_or_path` loads LoRA adapters, but `finetuning_type` is "
             f"`{cfg.finetuning.finetuning_type}`; set `finetuning_type: lora` or remove the adapters"
         )
     return None
@@ -197,5 +240,10 @@ DATA_RULES = (
     interleave_probs_with_concat,
     interleave_probs_count,
     interleave_probs_not_a_distribution,
+    quantization_without_lora,
+    quantization_not_bnb,
+    quantization_with_pissa_init,
+    quantization_with_resize_vocab,
+    quantization_with_many_adapters,
     adapter_without_adapter_method,
 )

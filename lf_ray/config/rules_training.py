@@ -58,7 +58,7 @@ def predict_with_generate_and_accuracy(cfg: LfRayConfig) -> str | None:
 def lora_options_without_lora(cfg: LfRayConfig) -> str | None:
     ft = cfg.finetuning
     used = [key for key in _LORA_ONLY if getattr(ft, key) not in (None, False)]
-    if ft.create_new_adapter and ft.finetuning_type not in ("lora", "oft"):
+    if ft.create_new_adapter and ft.finetuning_type != "lora":
         used.append("create_new_adapter")
     if used and ft.finetuning_type != "lora":
         names = ", ".join(f"`{key}`" for key in used)
@@ -101,6 +101,24 @@ def ppo_stage(cfg: LfRayConfig) -> str | None:
 def best_model_for_rm_or_ppo(cfg: LfRayConfig) -> str | None:
     if cfg.finetuning.stage in ("rm", "ppo") and cfg.get("load_best_model_at_end"):
         return f"`stage: {cfg.finetuning.stage}` does not support `load_best_model_at_end`; remove it"
+    return None
+
+
+def quantized_device_map_in_training(cfg: LfRayConfig) -> str | None:
+    if cfg.get("do_train") and cfg.model.quantization_device_map == "auto":
+        return "`quantization_device_map: auto` is for inference only; remove it when `do_train: true`"
+    return None
+
+
+def fp8_with_quantization(cfg: LfRayConfig) -> str | None:
+    if cfg.get("fp8") and cfg.model.quantization_bit is not None:
+        return "`fp8: true` is not compatible with `quantization_bit`; disable one of them"
+    return None
+
+
+def oft_finetuning(cfg: LfRayConfig) -> str | None:
+    if cfg.finetuning.finetuning_type == "oft":
+        return "`finetuning_type: oft` asks for OFT, which lf-ray does not implement. Fix: use lora, freeze or full"
     return None
 
 
@@ -201,6 +219,9 @@ TRAINING_RULES = (
     label_smoothing_without_sigmoid,
     ppo_stage,
     best_model_for_rm_or_ppo,
+    quantized_device_map_in_training,
+    fp8_with_quantization,
+    oft_finetuning,
     inference_backend_in_training,
     ray_workers_below_one,
     max_failures_below_minus_one,

@@ -46,10 +46,6 @@ OPTIMIZER = Refusal(
     "an optimizer other than transformers' `optim` (GaLore, APOLLO, BAdam, Adam-mini, Muon)",
     "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default)",
 )
-QLORA = Refusal(
-    "a quantized base model (QLoRA)",
-    "remove the quantization keys and train LoRA on the unquantized model",
-)
 QUANTIZED_EXPORT = Refusal(
     "a GPTQ-quantized export",
     "export in full precision and quantize the exported folder with a separate tool",
@@ -93,14 +89,6 @@ REFUSED: dict[str, Refusal] = {
     "upcast_layernorm": Refusal("layer norms upcast to fp32", REMOVE),
     "upcast_lmhead_output": Refusal("the lm_head output upcast to fp32", REMOVE),
     **_family(KERNELS, "use_unsloth", "use_unsloth_gc", "enable_liger_kernel", "use_v1_kernels"),
-    **_family(
-        QLORA,
-        "quantization_bit",
-        "quantization_method",
-        "quantization_type",
-        "double_quantization",
-        "quantization_device_map",
-    ),
     **_family(
         MULTIMODAL,
         "image_max_pixels",

@@ -8,9 +8,9 @@ template into the tokenizer as its `chat_template` and its stop tokens into `gen
 engine (transformers, vLLM, Ray Serve LLM) prompts and stops as training did, and a `manifest.json`.
 The folder is written atomically: an existing `export_dir` is replaced only once the new one is complete.
 
-Not supported, refused when the config is read (`config.support`): quantized export (`export_quantization_bit`,
-`quantization_bit`), `.bin` weights (`export_legacy_format`: transformers 5 writes safetensors only), pushing to the
-hub (`export_hub_model_id`).
+Not supported: merging into a quantized base (`quantization_bit`: export merges a QLoRA adapter into the
+full-precision base); refused when the config is read (`config.support`): quantized export
+(`export_quantization_bit`), `.bin` weights (`export_legacy_format`), pushing to the hub (`export_hub_model_id`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,12 @@ def check_export_config(cfg: LfRayConfig) -> None:
             f"`adapter_name_or_path` is set, but `finetuning_type` is {kind}: only LoRA adapters can be merged. "
             "Fix: set `finetuning_type: lora`, or drop `adapter_name_or_path` and point `model_name_or_path` at the "
             "full / freeze checkpoint."
+        )
+    if model.quantization_bit is not None:
+        raise ConfigError(
+            f"`quantization_bit: {model.quantization_bit}` loads the base model quantized, and adapters cannot be "
+            "merged into quantized weights. Fix: remove `quantization_bit`: export merges the QLoRA adapter into "
+            "the full-precision base (export_quantization_bit is not supported yet)"
         )
     _check_not_a_source(cfg)
 

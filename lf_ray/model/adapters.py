@@ -348,8 +348,6 @@ def apply_finetuning(model: PreTrainedModel, cfg: LfRayConfig, *, is_trainable: 
     kind = cfg.finetuning.finetuning_type
     if kind == "lora":
         model = _setup_lora(model, cfg, is_trainable)
-    elif kind not in ("full", "freeze"):
-        raise ConfigError(f"`finetuning_type: {kind}` is not supported by lf-ray yet. Fix: use lora, freeze or full.")
     elif not is_trainable:
         return model
     elif kind == "full":

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Literal
 
-from lf_ray.errors import ConfigError
+from lf_ray.errors import ConfigError, ModelError
 from lf_ray.model.adapters import apply_finetuning, trainable_parameter_summary
 from lf_ray.model.loader import load_error, load_tokenizer, resolve_model_path
 
@@ -97,8 +97,10 @@ def choose_dtype(
 # --- model -------------------------------------------------------------------------------------------------
 
 
-def _load_weights(cfg: LfRayConfig, task: ModelTask, dtype: torch.dtype) -> PreTrainedModel:
+def _load_weights(cfg: LfRayConfig, task: ModelTask, dtype: torch.dtype, *, for_training: bool) -> PreTrainedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    from lf_ray.model.quantization import bitsandbytes_missing, quantization_kwargs
 
     name = cfg.model.model_name_or_path
     resolved = resolve_model_path(name)
@@ -109,6 +111,9 @@ def _load_weights(cfg: LfRayConfig, task: ModelTask, dtype: torch.dtype) -> PreT
     attn = _ATTN_IMPLEMENTATION.get(cfg.model.flash_attn)
     if attn:
         kwargs["attn_implementation"] = attn
+    if problem := bitsandbytes_missing(cfg):
+        raise ModelError(problem)
+    kwargs.update(quantization_kwargs(cfg, dtype, for_training=for_training))
     try:
         if cfg.model.train_from_scratch:
             config = AutoConfig.from_pretrained(resolved, **kwargs)
@@ -161,7 +166,7 @@ def load_model(
         tokenizer = load_tokenizer(cfg.model.model_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = _load_weights(cfg, task, choose_dtype(cfg, for_training=for_training))
+    model = _load_weights(cfg, task, choose_dtype(cfg, for_training=for_training), for_training=for_training)
     if task == "reward":
         model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
     if cfg.model.resize_vocab:

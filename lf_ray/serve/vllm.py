@@ -43,6 +43,11 @@ def vllm_llm_config(cfg: LfRayConfig) -> dict[str, Any]:
             "`adapter_name_or_path` with `infer_backend: vllm`: Ray Serve LLM does not merge adapters at load time. "
             "Fix: run `lf-ray export` and serve the merged model, or list the adapter in `lora_modules`."
         )
+    if cfg.model.quantization_bit is not None:
+        raise ConfigError(
+            f"`quantization_bit: {cfg.model.quantization_bit}` with `infer_backend: vllm`: vLLM quantizes with its own "
+            "settings. Fix: remove `quantization_bit` and set `vllm_config: {quantization: bitsandbytes}`"
+        )
     model = cfg.model
     engine_kwargs: dict[str, Any] = {
         "max_model_len": cfg.serve.max_model_len or model.vllm_maxlen,

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from lf_ray import storage
 from lf_ray.cluster import cluster_address
 from lf_ray.errors import ConfigError, LfRayError, TrainError
+from lf_ray.model.quantization import bitsandbytes_missing
 from lf_ray.stages import STAGES, TRAINABLE_STAGES
 
 if TYPE_CHECKING:
@@ -147,6 +148,8 @@ def training_problems(cfg: LfRayConfig, *, require_inputs: bool = False) -> list
         problems.append(str(err))
         cluster_gpus = None
     problems += _deepspeed_problems(cfg, cluster_gpus)
+    if problem := bitsandbytes_missing(cfg):
+        problems.append(problem)
     if cluster_gpus is not None and (problem := gpus_missing(cfg.ray, cluster_gpus)):
         problems.append(problem)
     if require_inputs or not _inputs_not_written_yet(cfg):
@@ -196,9 +199,14 @@ def _deepspeed_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[st
     known = cluster_gpus is not None or bool(cfg.ray.resources_per_worker)  # else: GPUs if the cluster has them
     on_cpu = known and worker_resources(cfg.ray, cluster_gpus or 0.0).get("GPU", 0) <= 0
     try:
-        resolve_deepspeed_config(setting, on_cpu=on_cpu)
+        resolved = resolve_deepspeed_config(setting, on_cpu=on_cpu)
     except ConfigError as err:
         return [str(err)]
+    if cfg.model.quantization_bit is not None and (resolved.get("zero_optimization") or {}).get("stage") == 3:
+        return [
+            f"`quantization_bit: {cfg.model.quantization_bit}` with DeepSpeed ZeRO-3 (`deepspeed: {setting}`): lf-ray "
+            "does not shard a quantized base model; use a ZeRO-2 config, or no `deepspeed`, for QLoRA"
+        ]
     return []
 
 

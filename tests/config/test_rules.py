@@ -83,9 +83,20 @@ CASES = {
         {"dataset": "a,b", "mix_strategy": "interleave_over", "interleave_probs": "0.5,0.4"},
         "`interleave_probs` [0.5, 0.4] sum to 0.9",
     ),
+    "quantization_without_lora": (
+        {"quantization_bit": 4, "finetuning_type": "full"},
+        "`quantization_bit: 4` only works with LoRA (got `finetuning_type: full`)",
+    ),
+    "quantization_not_bnb": ({"quantization_bit": 3}, "bitsandbytes quantizes to 4 or 8 bits"),
+    "quantization_with_pissa_init": ({"quantization_bit": 4, "pissa_init": True}, "`pissa_init` cannot initialize"),
+    "quantization_with_resize_vocab": ({"quantization_bit": 8, "resize_vocab": True}, "`resize_vocab` cannot resize"),
+    "quantization_with_many_adapters": (
+        {"quantization_bit": 4, "adapter_name_or_path": "a,b"},
+        "a quantized model takes a single adapter",
+    ),
     "adapter_without_adapter_method": (
         {"adapter_name_or_path": "saves/a", "finetuning_type": "freeze"},
-        "`adapter_name_or_path` loads LoRA/OFT adapters, but `finetuning_type` is `freeze`",
+        "`adapter_name_or_path` loads LoRA adapters, but `finetuning_type` is `freeze`",
     ),
     "bf16_and_fp16": ({"bf16": True, "fp16": True}, "`bf16: true` and `fp16: true` pick two mixed-precision types"),
     "batch_sizes_below_one": (
@@ -126,6 +137,12 @@ CASES = {
         {"stage": "rm", "load_best_model_at_end": True},
         "`stage: rm` does not support `load_best_model_at_end`",
     ),
+    "quantized_device_map_in_training": (
+        {"quantization_bit": 4, "quantization_device_map": "auto"},
+        "`quantization_device_map: auto` is for inference only",
+    ),
+    "fp8_with_quantization": ({"fp8": True, "quantization_bit": 4}, "`fp8: true` is not compatible"),
+    "oft_finetuning": ({"finetuning_type": "oft"}, "`finetuning_type: oft` asks for OFT"),
     "inference_backend_in_training": ({"infer_backend": "vllm"}, "`infer_backend: vllm` is for serving and chat"),
     "ray_workers_below_one": ({"ray_num_workers": 0}, "`ray_num_workers` is 0; use at least 1"),
     "max_failures_below_minus_one": ({"max_failures": -2}, "`max_failures` is -2; use -1"),
@@ -242,3 +259,8 @@ def test_lora_numbers_are_checked_for_lora_only_and_a_bad_rank_is_reported_once(
     assert violations(num_train_epochs=0, max_steps=10) == []  # max_steps sets the length
     (only,) = find_violations(resolve_defaults(load_config(None, base={**VALID, "lora_rank": -2})))
     assert only.startswith("`lora_rank` is -2")  # not also the lora_alpha of -4 derived from it
+
+
+def test_quantization_method_other_than_bitsandbytes_is_refused():
+    (message,) = violations(quantization_bit=4, quantization_method="hqq")
+    assert message.startswith("`quantization_method: hqq` quantizes with a library lf-ray does not drive yet")

@@ -30,7 +30,6 @@ TESTS = _source(ROOT / "tests", "config")
 NOT_THE_KEY = {
     "ref_model": "TRL trainers' `self.ref_model`",
     "num_beams": "a tool call's example arguments",
-    "quantization_method": "a loaded model's attribute (a pre-quantized checkpoint's)",
 }
 """Names that code uses for something other than the config key."""
 
@@ -114,11 +113,12 @@ def test_a_key_that_is_not_needed_is_accepted_with_a_note():
 
 
 def test_the_cli_refuses_with_exit_status_2_and_no_traceback(tmp_path, capsys):
-    config = tmp_path / "qlora.yaml"
-    config.write_text("model_name_or_path: builtin:tiny-llama\nquantization_bit: 4\noutput_dir: out\n")
+    config = tmp_path / "rope.yaml"
+    config.write_text("model_name_or_path: builtin:tiny-llama\nrope_scaling: linear\n")
     assert main(["train", str(config), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "`quantization_bit: 4` asks for a quantized base model (QLoRA)" in err and "Traceback" not in err
+    assert '`rope_scaling: "linear"` asks for RoPE scaling' in err
+    assert "Traceback" not in err
 
 
 def test_lf_ray_keys_shows_each_keys_status(capsys):

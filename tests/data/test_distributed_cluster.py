@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(
 
     (out / "seen").mkdir()
     TorchTrainer(
-        loop, train_loop_config={"dir": str(out / "seen"), "cfg": config("spread"), "path": spread.path},
+        loop, train_loop_config={"dir": str(out / "seen"), "cfg": config("spread", 2), "path": spread.path},
         scaling_config=ScalingConfig(num_workers=2, placement_strategy="SPREAD", resources_per_worker={"CPU": 1}),
         torch_config=TorchConfig(backend="gloo"), run_config=RunConfig(name="rows", storage_path=str(out / "ray")),
     ).fit()

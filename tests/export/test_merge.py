@@ -162,6 +162,7 @@ def test_run_export_passes_export_size_in_gb(monkeypatch, tmp_path):
         ),  # the config rule or run_export
         (["export_dir=OUT", "export_quantization_bit=4", "export_quantization_dataset=x"], "export_quantization_bit"),
         (["export_dir=OUT", "export_legacy_format=true"], "`export_legacy_format: true` asks for .bin weights"),
+        (["export_dir=OUT", "quantization_bit=4"], "adapters cannot be merged into quantized weights"),
     ],
 )
 def test_refusals(tmp_path, overrides, message):

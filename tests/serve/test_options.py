@@ -134,6 +134,7 @@ def test_vllm_llm_config_is_a_valid_ray_serve_llm_config():
         (["lora_modules=a=s3://x/a,b=s3://y/b"], "one cloud folder"),
         (["lora_modules=a=s3://x/other"], "one cloud folder"),
         (["adapter_name_or_path=/some/adapter"], "lf-ray export"),
+        (["quantization_bit=4"], "vLLM quantizes with its own settings"),
     ],
 )
 def test_vllm_refuses_what_ray_serve_llm_cannot_load(overrides, match):

@@ -82,3 +82,18 @@ def test_out_of_range_numbers_are_refused_when_the_config_is_read(tmp_path, caps
     err = capsys.readouterr().err
     assert "`lora_rank` is -1; a LoRA rank is a whole number of at least 1" in err
     assert "`learning_rate` is 0; use a positive step size" in err
+
+
+def test_qlora_is_checked_before_training(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    assert _dry_run(tmp_path, quantization_bit=4) == 0
+    assert _dry_run(tmp_path, quantization_bit=4, deepspeed="examples/deepspeed/ds_z3_config.json") == 2
+    assert "`quantization_bit: 4` with DeepSpeed ZeRO-3" in capsys.readouterr().err
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else find_spec(name, *a)
+    )
+    assert _dry_run(tmp_path, quantization_bit=4) == 2
+    assert "needs bitsandbytes, which is not installed: pip install 'lf-ray[qlora]'" in capsys.readouterr().err

@@ -47,6 +47,7 @@ def _losses(output_dir):
 
 STAGE_CASES = [
     ("sft", "identity", ["report_to=mlflow"]),
+    ("sft", "identity", ["quantization_bit=4"]),  # QLoRA: bitsandbytes 4-bit base on each worker's CPU
     ("pt", "c4_demo", ["val_size=0.25", "eval_strategy=steps", "eval_steps=3"]),
     ("dpo", "dpo_en_demo", ["pref_loss=sigmoid"]),
     ("dpo", "dpo_en_demo", ["pref_loss=orpo"]),
