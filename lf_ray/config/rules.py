@@ -65,11 +65,7 @@ def validate_config(cfg: LfRayConfig) -> None:
 def config_warnings(cfg: LfRayConfig) -> list[str]:
     """Things that are allowed but probably not what the user meant; the CLI logs them."""
     notes = not_needed_notes(cfg)
-    if (
-        cfg.model.resize_vocab
-        and cfg.finetuning.finetuning_type == "lora"
-        and not cfg.finetuning.additional_target
-    ):
+    if cfg.model.resize_vocab and cfg.finetuning.finetuning_type == "lora" and not cfg.finetuning.additional_target:
         notes.append(
             "`resize_vocab: true` with LoRA: add the embedding layers to `additional_target` "
             "(e.g. embed_tokens,lm_head) to make the added tokens trainable"
