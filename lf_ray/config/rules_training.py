@@ -75,6 +75,34 @@ def llama_pro_with_full(cfg: LfRayConfig) -> str | None:
     return None
 
 
+def _optimizers(cfg: LfRayConfig) -> list[str]:
+    return [key for key in ("use_galore", "use_apollo") if getattr(cfg.finetuning, key)]
+
+
+def lora_with_optimizer(cfg: LfRayConfig) -> str | None:
+    used = _optimizers(cfg)
+    if used and cfg.finetuning.finetuning_type == "lora":
+        return (
+            f"`{used[0]}` replaces the optimizer of full/freeze training and cannot be combined with LoRA; "
+            "set `finetuning_type: full` or remove it"
+        )
+    return None
+
+
+def several_optimizers(cfg: LfRayConfig) -> str | None:
+    used = _optimizers(cfg)
+    if len(used) > 1:
+        return f"{', '.join(f'`{key}`' for key in used)} are alternative optimizers; enable only one"
+    return None
+
+
+def deepspeed_with_galore_or_apollo(cfg: LfRayConfig) -> str | None:
+    used = _optimizers(cfg)
+    if used and cfg.get("deepspeed"):
+        return f"`{used[0]}` is incompatible with DeepSpeed; remove `deepspeed` or `{used[0]}`"
+    return None
+
+
 def pissa_with_reference_stage(cfg: LfRayConfig) -> str | None:
     ft = cfg.finetuning
     if ft.pissa_init and (ft.stage in ("ppo", "kto") or ft.use_ref_model):
@@ -215,6 +243,9 @@ TRAINING_RULES = (
     predict_with_generate_and_accuracy,
     lora_options_without_lora,
     llama_pro_with_full,
+    lora_with_optimizer,
+    several_optimizers,
+    deepspeed_with_galore_or_apollo,
     pissa_with_reference_stage,
     label_smoothing_without_sigmoid,
     ppo_stage,

@@ -43,8 +43,9 @@ REFERENCE = Refusal(
     "frozen copy of the starting weights) as LLaMA-Factory does without ref_model",
 )
 OPTIMIZER = Refusal(
-    "an optimizer other than transformers' `optim` (GaLore, APOLLO, BAdam, Adam-mini, Muon)",
-    "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default)",
+    "BAdam, Adam-mini or Muon",
+    "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default), or GaLore / APOLLO "
+    "(`use_galore`, `use_apollo`)",
 )
 QUANTIZED_EXPORT = Refusal(
     "a GPTQ-quantized export",
@@ -166,11 +167,17 @@ REFUSED: dict[str, Refusal] = {
     **_family(REFERENCE, "ref_model", "ref_model_adapters", "ref_model_quantization_bit"),
     **_family(
         OPTIMIZER,
-        *(f"galore_{k}" for k in ("target", "rank", "update_interval", "scale", "proj_type", "layerwise")),
-        *(f"apollo_{k}" for k in ("target", "rank", "update_interval", "scale", "proj", "proj_type", "scale_type")),
-        *("apollo_layerwise", "apollo_scale_front", "use_galore", "use_apollo", "use_badam", "use_adam_mini"),
+        *("use_badam", "use_adam_mini", "use_muon", "badam_mask_mode", "badam_verbose"),
         *(f"badam_{k}" for k in ("mode", "start_block", "switch_mode", "switch_interval", "update_ratio")),
-        *("badam_mask_mode", "badam_verbose", "use_muon"),
+    ),
+    "apollo_scale_front": Refusal("APOLLO's norm-growth limiter in front of the scaling", REMOVE),
+    **_family(
+        Refusal(
+            "layer-wise GaLore / APOLLO updates",
+            "remove it: transformers' layer-wise optimizers refuse DDP, and a Ray Train worker group is a DDP group",
+        ),
+        "galore_layerwise",
+        "apollo_layerwise",
     ),
     **_family(
         SWANLAB,

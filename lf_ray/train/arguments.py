@@ -14,7 +14,8 @@ What goes in, later entries winning:
    `warmup_steps`, `disable_shuffling` a sequential sampler; `logging_dir` and `fp8` are environment variables
    (see `training_environment`); `overwrite_output_dir` is the launcher's resume rule; `save_safetensors` is
    always on in transformers 5;
-4. the stage's own keys (`pref_beta` → `beta`, `pref_loss` → `loss_type`, ...);
+4. the stage's own keys (`pref_beta` → `beta`, `pref_loss` → `loss_type`, ...), and LLaMA-Factory's GaLore /
+   APOLLO keys as transformers' own low-rank optimizers (`low_rank_optimizer`);
 5. fixed choices: `output_dir`, `remove_unused_columns=False` (collators pick their columns), `report_to`
    (default "none"), and no mixed precision on a machine without an accelerator;
 6. `overrides` (what the launcher decides: a resolved DeepSpeed dict, a Ray storage path, ...).
@@ -92,6 +93,7 @@ def build_training_arguments(
     values.update(_transformers_defaults(cfg, cls))
     values.update(_lf_training_keys(cfg, fields))
     values.update(_stage_values(cfg, fields))
+    values.update(low_rank_optimizer(cfg))
     values.update(output_dir=output_dir, remove_unused_columns=False, report_to=cfg.get("report_to") or "none")
     values.update(precision_flags(cfg, has_accelerator=_has_accelerator()))
     values.update(overrides or {})
@@ -102,6 +104,48 @@ def build_training_arguments(
             f"`{cfg.finetuning.stage}`); remove it from the overrides"
         )
     return cls(**values)
+
+
+ALL_BUT_THE_HEADS = r".*(?<!lm_head)(?<!score)(?<!classifier)"
+"""`galore_target: all` / `apollo_target: all`: every Linear layer but the output heads (LLaMA-Factory's
+`find_all_linear_modules`), as the regex transformers matches module names against."""
+
+_GALORE_OPTIM = {
+    "adamw_torch": "galore_adamw",
+    "adamw_torch_fused": "galore_adamw",  # transformers' default `optim`
+    "adamw_bnb_8bit": "galore_adamw_8bit",
+    "adafactor": "galore_adafactor",
+}
+"""`optim` → its GaLore variant, as LLaMA-Factory picks GaLoreAdamW / GaLoreAdamW8bit / GaLoreAdafactor."""
+
+
+def low_rank_optimizer(cfg: LfRayConfig) -> dict[str, Any]:
+    """`use_galore` / `use_apollo` as transformers' `galore_*` / `apollo_adamw` optimizers (galore-torch and
+    apollo-torch), with LLaMA-Factory's rank, update interval, scale and projection, on its target modules."""
+    ft = cfg.finetuning
+    if ft.use_galore:
+        optim = str(cfg.get("optim"))
+        if optim not in _GALORE_OPTIM:
+            raise ConfigError(
+                f"`use_galore` with `optim: {optim}`: GaLore comes in {', '.join(_GALORE_OPTIM)} variants; "
+                "set `optim` to one of them"
+            )
+        name = _GALORE_OPTIM[optim]
+        settings = {"rank": ft.galore_rank, "update_proj_gap": ft.galore_update_interval, "scale": ft.galore_scale}
+        settings["proj_type"] = ft.galore_proj_type
+        targets = ft.galore_target
+    elif ft.use_apollo:
+        name = "apollo_adamw"
+        settings = {"rank": ft.apollo_rank, "update_proj_gap": ft.apollo_update_interval, "scale": ft.apollo_scale}
+        settings |= {"proj": ft.apollo_proj, "proj_type": ft.apollo_proj_type, "scale_type": ft.apollo_scale_type}
+        targets = ft.apollo_target
+    else:
+        return {}
+    return {
+        "optim": name,
+        "optim_args": ",".join(f"{key}={value}" for key, value in settings.items()),
+        "optim_target_modules": ALL_BUT_THE_HEADS if list(targets) == ["all"] else list(targets),
+    }
 
 
 def _configured_values(cfg: LfRayConfig, fields: set[str]) -> dict[str, Any]:

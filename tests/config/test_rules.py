@@ -124,6 +124,15 @@ CASES = {
         "`use_dora`, `loraplus_lr_ratio`, `create_new_adapter` only apply to LoRA, but `finetuning_type` is `full`",
     ),
     "llama_pro_with_full": ({"use_llama_pro": True, "finetuning_type": "full"}, "`use_llama_pro` trains only"),
+    "lora_with_optimizer": ({"use_galore": True}, "`use_galore` replaces the optimizer of full/freeze training"),
+    "several_optimizers": (
+        {"finetuning_type": "full", "use_galore": True, "use_apollo": True},
+        "`use_galore`, `use_apollo` are alternative optimizers; enable only one",
+    ),
+    "deepspeed_with_galore_or_apollo": (
+        {"finetuning_type": "full", "use_apollo": True, "deepspeed": "ds_z3_config.json"},
+        "`use_apollo` is incompatible with DeepSpeed",
+    ),
     "pissa_with_reference_stage": (
         {"pissa_init": True, "stage": "kto"},
         "`pissa_init` cannot be used with `stage: kto`",

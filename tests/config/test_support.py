@@ -79,16 +79,16 @@ def test_a_refused_key_set_stops_the_config_at_parse_time_with_its_reason(key):
 
 
 def test_refused_keys_left_at_their_defaults_pass():
-    keys = ["model_name_or_path=builtin:tiny-llama", "use_galore=false", "freeze_vision_tower=true"]
+    keys = ["model_name_or_path=builtin:tiny-llama", "use_badam=false", "freeze_vision_tower=true"]
     cfg = prepare_config(None, keys)
-    assert cfg.finetuning.use_galore is False
+    assert cfg.finetuning.use_badam is False
 
 
 def test_keys_of_one_feature_are_reported_together():
     with pytest.raises(ConfigError) as err:
-        prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "use_galore=true", "galore_rank=8"])
-    (line,) = [line for line in str(err.value).splitlines() if "GaLore" in line]
-    assert "`galore_rank: 8`, `use_galore: true` ask for" in line
+        prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "use_badam=true", "badam_verbose=2"])
+    (line,) = [line for line in str(err.value).splitlines() if "BAdam" in line]
+    assert "`use_badam: true`, `badam_verbose: 2` ask for BAdam, Adam-mini or Muon" in line
 
 
 def test_llama_factory_0_9_5_keys_load_and_are_refused():
@@ -122,9 +122,9 @@ def test_the_cli_refuses_with_exit_status_2_and_no_traceback(tmp_path, capsys):
 
 
 def test_lf_ray_keys_shows_each_keys_status(capsys):
-    assert main(["keys", "use_galore", "master_addr", "lora_rank"]) == 0
+    assert main(["keys", "use_muon", "master_addr", "lora_rank"]) == 0
     out = capsys.readouterr().out
-    assert "lf-ray: refused: asks for an optimizer other than transformers' `optim`" in out
+    assert "lf-ray: refused: asks for BAdam, Adam-mini or Muon" in out
     assert "lf-ray: not needed: Ray Train picks the rendezvous address" in out
-    lora_rank = out.split("lora_rank  [", 1)[1].split("use_galore  [", 1)[0]
+    lora_rank = out.split("lora_rank  [", 1)[1].split("use_muon  [", 1)[0]
     assert "lf-ray:" not in lora_rank  # implemented: no status line

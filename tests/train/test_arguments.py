@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from lf_ray.config import prepare_config
@@ -149,3 +151,28 @@ def test_overrides_win_and_unknown_overrides_fail(tmp_path):
 def test_ppo_has_no_trainer_builder(tmp_path):
     with pytest.raises(ConfigError, match="ppo"):
         arguments(tmp_path, stage="ppo", reward_model="x", do_train=True)
+
+
+def _low_rank(*keys: str):
+    cfg = prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "finetuning_type=full", *keys])
+    return build_training_arguments(cfg, output_dir="/tmp/out")
+
+
+def test_galore_keys_become_transformers_galore_optimizer():
+    args = _low_rank("use_galore=true", "galore_target=q_proj,v_proj", "galore_rank=8", "galore_proj_type=left")
+    assert (args.optim, args.optim_target_modules) == ("galore_adamw", ["q_proj", "v_proj"])
+    assert args.optim_args == "rank=8,update_proj_gap=200,scale=2.0,proj_type=left"  # LF's defaults otherwise
+    assert _low_rank("use_galore=true", "optim=adafactor").optim == "galore_adafactor"
+    with pytest.raises(ConfigError, match="GaLore comes in adamw_torch, adamw_torch_fused, adamw_bnb_8bit, adafactor"):
+        _low_rank("use_galore=true", "optim=sgd")
+
+
+def test_apollo_keys_become_transformers_apollo_optimizer():
+    keys = ["use_apollo=true", "apollo_target=all", "apollo_proj=svd", "apollo_proj_type=right"]
+    args = _low_rank(*keys, "apollo_scale_type=tensor")
+    assert args.optim == "apollo_adamw"
+    assert args.optim_args == "rank=16,update_proj_gap=200,scale=32.0,proj=svd,proj_type=right,scale_type=tensor"
+    # `all`: every module name but the output heads (transformers keeps only the Linear ones)
+    pattern = re.compile(args.optim_target_modules)
+    assert pattern.fullmatch("model.layers.0.mlp.down_proj") and not pattern.fullmatch("lm_head")
+    assert not pattern.fullmatch("score")

@@ -116,6 +116,31 @@ def test_early_stopping_steps_gives_the_trainer_an_early_stopping_callback(encod
     assert stopper.early_stopping_patience == 3
 
 
+@pytest.mark.parametrize(
+    ("keys", "optimizer", "scale"),
+    [
+        (["use_galore=true", "galore_rank=4", "galore_update_interval=5", "galore_scale=0.5"], "galore_torch", 0.5),
+        (["use_apollo=true", "apollo_rank=4", "apollo_update_interval=5", "apollo_scale=8"], "apollo_torch", 8.0),
+    ],
+)
+def test_galore_and_apollo_train_full_models_with_low_rank_state(
+    keys, optimizer, scale, encoded, tiny_llama_path, tmp_path
+):
+    tokenizer, rows = encoded("sft")
+    cfg = stage_config("sft", "finetuning_type=full", *keys)
+    model = load_causal_lm(tiny_llama_path)
+    trainer = train(cfg, model, tokenizer, rows[:ROWS], tmp_path)
+    assert type(trainer.optimizer.optimizer).__module__.split(".")[0] == optimizer  # not torch's AdamW
+    (low_rank,) = [group for group in trainer.optimizer.param_groups if "rank" in group]
+    assert (low_rank["rank"], low_rank["update_proj_gap"], low_rank["scale"]) == (4, 5, scale)
+    projected = {id(p) for p in low_rank["params"]}
+    names = {name for name, p in model.named_parameters() if id(p) in projected}
+    assert len(names) == 14 and all(name.endswith("proj.weight") for name in names)  # every Linear but lm_head
+    states = trainer.optimizer.state
+    assert all("projector" in states[p] for p in low_rank["params"])
+    assert_goes_down(trainer)
+
+
 def test_sft_with_neat_packing_overfits(encoded, tiny_llama_path, tmp_path):
     tokenizer, rows = encoded("sft")
     packed, _ = pack_supervised(rows[: ROWS * 2], 2 * CUTOFF, tokenizer.pad_token_id, neat_packing=True)
