@@ -76,11 +76,11 @@ def llama_pro_with_full(cfg: LfRayConfig) -> str | None:
 
 
 def _optimizers(cfg: LfRayConfig) -> list[str]:
-    return [key for key in ("use_galore", "use_apollo") if getattr(cfg.finetuning, key)]
+    return [key for key in ("use_galore", "use_apollo", "use_adam_mini") if getattr(cfg.finetuning, key)]
 
 
 def lora_with_optimizer(cfg: LfRayConfig) -> str | None:
-    used = _optimizers(cfg)
+    used = [key for key in _optimizers(cfg) if key != "use_adam_mini"]
     if used and cfg.finetuning.finetuning_type == "lora":
         return (
             f"`{used[0]}` replaces the optimizer of full/freeze training and cannot be combined with LoRA; "
@@ -97,7 +97,7 @@ def several_optimizers(cfg: LfRayConfig) -> str | None:
 
 
 def deepspeed_with_galore_or_apollo(cfg: LfRayConfig) -> str | None:
-    used = _optimizers(cfg)
+    used = [key for key in _optimizers(cfg) if key != "use_adam_mini"]
     if used and cfg.get("deepspeed"):
         return f"`{used[0]}` is incompatible with DeepSpeed; remove `deepspeed` or `{used[0]}`"
     return None

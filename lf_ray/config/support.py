@@ -43,9 +43,9 @@ REFERENCE = Refusal(
     "frozen copy of the starting weights) as LLaMA-Factory does without ref_model",
 )
 OPTIMIZER = Refusal(
-    "BAdam, Adam-mini or Muon",
-    "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default), or GaLore / APOLLO "
-    "(`use_galore`, `use_apollo`)",
+    "BAdam or Muon",
+    "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default), GaLore, APOLLO or "
+    "Adam-mini (`use_galore`, `use_apollo`, `use_adam_mini`)",
 )
 QUANTIZED_EXPORT = Refusal(
     "a GPTQ-quantized export",
@@ -167,7 +167,7 @@ REFUSED: dict[str, Refusal] = {
     **_family(REFERENCE, "ref_model", "ref_model_adapters", "ref_model_quantization_bit"),
     **_family(
         OPTIMIZER,
-        *("use_badam", "use_adam_mini", "use_muon", "badam_mask_mode", "badam_verbose"),
+        *("use_badam", "use_muon", "badam_mask_mode", "badam_verbose"),
         *(f"badam_{k}" for k in ("mode", "start_block", "switch_mode", "switch_interval", "update_ratio")),
     ),
     "apollo_scale_front": Refusal("APOLLO's norm-growth limiter in front of the scaling", REMOVE),

@@ -34,6 +34,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from lf_ray.stages import STAGES
     from lf_ray.train.arguments import build_training_arguments, training_environment
     from lf_ray.train.launcher import written_locally
+    from lf_ray.train.optimizers import custom_optimizer
     from lf_ray.train.stages import StageContext, build_trainer
 
     cfg: LfRayConfig = loop_config["config"]  # validated on the driver: no rule runs again per worker
@@ -62,7 +63,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         cfg=cfg,
         training_args=training_args,
         callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, loop_config.get("mlflow_run_id"))],
-        optimizer=_optimizer(model, training_args, cfg),
+        optimizer=custom_optimizer(model, training_args, cfg),
     )
     trainer = stream_worker_shard(build_trainer(context), train_stream, eval_stream)
 
@@ -156,14 +157,6 @@ def _configure_deepspeed_state_on_cpu() -> None:
 
     os.environ["ACCELERATE_USE_DEEPSPEED"] = "true"
     PartialState(backend="gloo")
-
-
-def _optimizer(model, training_args, cfg: LfRayConfig):
-    if not cfg.finetuning.loraplus_lr_ratio:
-        return None
-    from lf_ray.model.adapters import create_loraplus_optimizer
-
-    return create_loraplus_optimizer(model, training_args, cfg)
 
 
 def _tracking_callbacks(cfg: LfRayConfig, mlflow_run_id: str | None = None) -> list[Any]:

@@ -88,7 +88,7 @@ def test_keys_of_one_feature_are_reported_together():
     with pytest.raises(ConfigError) as err:
         prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "use_badam=true", "badam_verbose=2"])
     (line,) = [line for line in str(err.value).splitlines() if "BAdam" in line]
-    assert "`use_badam: true`, `badam_verbose: 2` ask for BAdam, Adam-mini or Muon" in line
+    assert "`use_badam: true`, `badam_verbose: 2` ask for BAdam or Muon" in line
 
 
 def test_llama_factory_0_9_5_keys_load_and_are_refused():
@@ -124,7 +124,7 @@ def test_the_cli_refuses_with_exit_status_2_and_no_traceback(tmp_path, capsys):
 def test_lf_ray_keys_shows_each_keys_status(capsys):
     assert main(["keys", "use_muon", "master_addr", "lora_rank"]) == 0
     out = capsys.readouterr().out
-    assert "lf-ray: refused: asks for BAdam, Adam-mini or Muon" in out
+    assert "lf-ray: refused: asks for BAdam or Muon" in out
     assert "lf-ray: not needed: Ray Train picks the rendezvous address" in out
     lora_rank = out.split("lora_rank  [", 1)[1].split("use_muon  [", 1)[0]
     assert "lf-ray:" not in lora_rank  # implemented: no status line

@@ -141,6 +141,24 @@ def test_galore_and_apollo_train_full_models_with_low_rank_state(
     assert_goes_down(trainer)
 
 
+def test_adam_mini_keeps_one_second_moment_per_block(encoded, tiny_llama_path, tmp_path):
+    from lf_ray.train.optimizers import custom_optimizer
+
+    tokenizer, rows = encoded("sft")
+    cfg = stage_config("sft", "finetuning_type=full", "use_adam_mini=true")
+    model = load_causal_lm(tiny_llama_path)
+    args = build_training_arguments(cfg, output_dir=str(tmp_path))
+    dataset = datasets.Dataset.from_list(rows[:ROWS])
+    context = StageContext(cfg, model, tokenizer, args, dataset, optimizer=custom_optimizer(model, args, cfg))
+    trainer = build_trainer(context)
+    trainer.train()
+    assert type(trainer.optimizer.optimizer).__name__ == "Adam_mini"
+    query = model.model.layers[0].self_attn.q_proj.weight
+    moment = trainer.optimizer.state[query]["vmean"]
+    assert moment.numel() == model.config.num_attention_heads < query.numel()  # one per head, not per weight
+    assert_goes_down(trainer)
+
+
 def test_sft_with_neat_packing_overfits(encoded, tiny_llama_path, tmp_path):
     tokenizer, rows = encoded("sft")
     packed, _ = pack_supervised(rows[: ROWS * 2], 2 * CUTOFF, tokenizer.pad_token_id, neat_packing=True)
