@@ -49,8 +49,9 @@ def overrides(out: Path, model: str, epochs: int, workers: int, packing: bool) -
     ]
 
 
-def baseline(cfg, dataset_path: Path) -> float:
-    """Seconds of a single-process Trainer over the same Parquet (the model built the same way)."""
+def baseline(cfg, dataset_path: Path) -> tuple[float, float]:
+    """Seconds of a single-process Trainer over the same Parquet (the model built the same way), and the model's
+    memory footprint in MiB (its weights and buffers, as loaded: quantized ones at their packed size)."""
     import datasets
 
     from lf_ray.data.tokenizer_spec import tokenizer_spec
@@ -65,7 +66,7 @@ def baseline(cfg, dataset_path: Path) -> float:
     trainer = build_trainer(
         StageContext(cfg=cfg, model=model, tokenizer=tokenizer, training_args=args, train_dataset=train)
     )
-    return trainer.train().metrics["train_runtime"]
+    return trainer.train().metrics["train_runtime"], model.get_memory_footprint() / 2**20
 
 
 def worker_rss(sizes: list[int], model: str) -> None:
@@ -111,12 +112,12 @@ def worker_rss(sizes: list[int], model: str) -> None:
         print(f"{rows:>10} {mib:20.0f} {mib / results[0][1]:8.2f}x {wall:8.1f}")
 
 
-def _fit(values: list[str], dataset_path: str) -> tuple[float, float]:
-    """In a fresh process: the baseline Trainer's seconds, and this process's peak RSS in MiB."""
+def _fit(values: list[str], dataset_path: str) -> tuple[float, float, float]:
+    """In a fresh process: the baseline Trainer's seconds, the model's footprint and the process's peak RSS (MiB)."""
     import resource
 
-    seconds = baseline(prepare_config(None, values), Path(dataset_path))
-    return seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds, footprint = baseline(prepare_config(None, values), Path(dataset_path))
+    return seconds, footprint, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def qlora_vs_lora(model: str, steps: int) -> None:
@@ -134,11 +135,15 @@ def qlora_vs_lora(model: str, steps: int) -> None:
         for name, extra in variants.items():
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 results[name] = pool.apply(_fit, ([*values, *extra], dataset.path))
-    lora_seconds, lora_rss = results["LoRA"]
+    lora_seconds, lora_model, lora_rss = results["LoRA"]
     print(f"\n{model}, {steps} steps of 4 packed rows, one process on CPU")
-    print(f"{'variant':34} {'tokens/s':>9} {'vs LoRA':>8} {'peak RSS MiB':>13} {'vs LoRA':>8}")
-    for name, (seconds, rss) in results.items():
-        print(f"{name:34} {tokens / seconds:9.0f} {lora_seconds / seconds:7.2f}x {rss:13.0f} {rss / lora_rss:7.2f}x")
+    ratio = f"{'vs LoRA':>8}"
+    print(f"{'variant':34} {'tokens/s':>9} {ratio} {'model MiB':>10} {ratio} {'peak RSS MiB':>13} {ratio}")
+    for name, (seconds, footprint, rss) in results.items():
+        print(
+            f"{name:34} {tokens / seconds:9.0f} {lora_seconds / seconds:7.2f}x {footprint:10.0f} "
+            f"{footprint / lora_model:7.2f}x {rss:13.0f} {rss / lora_rss:7.2f}x"
+        )
 
 
 def main() -> None:
@@ -167,7 +172,7 @@ def main() -> None:
         base_cfg = prepare_config(None, overrides(Path(tmp) / "base", args.model, args.epochs, 1, False))
         dataset = run_preprocess(base_cfg)
         tokens = dataset.manifest["splits"]["train"]["tokens"] * args.epochs
-        base_seconds = baseline(base_cfg, dataset.path)
+        base_seconds, _ = baseline(base_cfg, dataset.path)
         rows.append(("transformers Trainer, 1 process", "off", base_seconds, None))
         for workers in (1, 2):
             for packing in (False, True):
