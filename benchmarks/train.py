@@ -3,7 +3,8 @@
     python benchmarks/train.py                   # 1 and 2 workers, packing off and on, + baseline
     python benchmarks/train.py --epochs 3 --model builtin:tiny-qwen
     python benchmarks/train.py --worker-rss 100000 1000000   # workers' peak RSS, same steps, growing data
-    python benchmarks/train.py --qlora --model builtin:smollm2-135m   # LoRA vs QLoRA 4-bit: peak RSS, tokens/s
+    python benchmarks/train.py --qlora --model builtin:smollm2-135m   # LoRA vs QLoRA 4-bit: memory, tokens/s
+    python benchmarks/train.py --optimizers      # full tuning: AdamW vs GaLore / APOLLO / Adam-mini optimizer state
 
 The baseline is a single-process transformers Trainer over the same tokenized Parquet, in this process
 (no Ray). lf-ray's numbers use each run's own `train_runtime` (worker group start-up is printed apart).
@@ -11,7 +12,8 @@ Ratios are against the baseline of the same run. `--worker-rss` trains 2 workers
 generated alpaca sets of each size and prints the training workers' peak RSS (sampled every 0.2 s), which
 should not grow with the data: each worker streams its share. `--qlora` trains the same steps on the same rows
 in one Trainer process each (a fresh process per variant, so each peak RSS is its own): LoRA on the full-precision
-base, then on the base quantized to 4 bits by bitsandbytes; ratios are against LoRA.
+base, then on the base quantized to 4 bits by bitsandbytes; `--optimizers` trains the whole model with AdamW,
+GaLore, APOLLO and Adam-mini and prints each optimizer's state. Ratios are against the first variant.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from lf_ray.config import prepare_config
 
@@ -49,24 +52,24 @@ def overrides(out: Path, model: str, epochs: int, workers: int, packing: bool) -
     ]
 
 
-def baseline(cfg, dataset_path: Path) -> tuple[float, float]:
-    """Seconds of a single-process Trainer over the same Parquet (the model built the same way), and the model's
-    memory footprint in MiB (its weights and buffers, as loaded: quantized ones at their packed size)."""
+def baseline(cfg, dataset_path: Path) -> tuple[float, Any]:
+    """Seconds of a single-process Trainer over the same Parquet (the model and optimizer built as a worker builds
+    them), and the trainer."""
     import datasets
 
     from lf_ray.data.tokenizer_spec import tokenizer_spec
     from lf_ray.model.loading import load_model
     from lf_ray.train.arguments import build_training_arguments
+    from lf_ray.train.optimizers import custom_optimizer
     from lf_ray.train.stages import StageContext, build_trainer
 
     train = datasets.Dataset.from_parquet(str(Path(dataset_path) / "train" / "*.parquet"))
     tokenizer, _ = tokenizer_spec(cfg).load()
     model, tokenizer = load_model(cfg, for_training=True, tokenizer=tokenizer)
     args = build_training_arguments(cfg, output_dir=cfg.training["output_dir"], overrides={"use_cpu": True})
-    trainer = build_trainer(
-        StageContext(cfg=cfg, model=model, tokenizer=tokenizer, training_args=args, train_dataset=train)
-    )
-    return trainer.train().metrics["train_runtime"], model.get_memory_footprint() / 2**20
+    optimizer = custom_optimizer(model, args, cfg)
+    trainer = build_trainer(StageContext(cfg, model, tokenizer, args, train, optimizer=optimizer))
+    return trainer.train().metrics["train_runtime"], trainer
 
 
 def worker_rss(sizes: list[int], model: str) -> None:
@@ -112,38 +115,58 @@ def worker_rss(sizes: list[int], model: str) -> None:
         print(f"{rows:>10} {mib:20.0f} {mib / results[0][1]:8.2f}x {wall:8.1f}")
 
 
-def _fit(values: list[str], dataset_path: str) -> tuple[float, float, float]:
-    """In a fresh process: the baseline Trainer's seconds, the model's footprint and the process's peak RSS (MiB)."""
+def _fit(values: list[str], dataset_path: str) -> tuple[float, float, float, float]:
+    """In a fresh process: the baseline Trainer's seconds, the model's footprint, its optimizer's state and the
+    process's peak RSS (MiB)."""
     import resource
 
-    seconds, footprint = baseline(prepare_config(None, values), Path(dataset_path))
-    return seconds, footprint, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds, trainer = baseline(prepare_config(None, values), Path(dataset_path))
+    state = sum(
+        value.numel() * value.element_size()
+        for entry in trainer.optimizer.state.values()
+        for value in entry.values()
+        if hasattr(value, "numel")
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return seconds, trainer.model.get_memory_footprint() / 2**20, state / 2**20, peak
 
 
-def qlora_vs_lora(model: str, steps: int) -> None:
+def compare(model: str, steps: int, base: list[str], variants: dict[str, list[str]], columns: tuple[str, ...]) -> None:
+    """Train each variant for the same steps on the same rows, each in a fresh process; ratios against the first."""
     import multiprocessing
 
     from lf_ray.data.preprocess import run_preprocess
 
-    variants = {"LoRA": [], "QLoRA 4-bit (nf4, double quant)": ["quantization_bit=4"]}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        values = [*overrides(Path(tmp) / "out", model, 1, 1, True), f"max_steps={steps}"]
+        values = [*overrides(Path(tmp) / "out", model, 1, 1, True), f"max_steps={steps}", *base]
         dataset = run_preprocess(prepare_config(None, values))
         rows = dataset.manifest["splits"]["train"]["rows_out"]
         tokens = dataset.manifest["splits"]["train"]["tokens"] * min(1.0, steps * 4 / rows)
         for name, extra in variants.items():
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 results[name] = pool.apply(_fit, ([*values, *extra], dataset.path))
-    lora_seconds, lora_model, lora_rss = results["LoRA"]
-    print(f"\n{model}, {steps} steps of 4 packed rows, one process on CPU")
-    ratio = f"{'vs LoRA':>8}"
-    print(f"{'variant':34} {'tokens/s':>9} {ratio} {'model MiB':>10} {ratio} {'peak RSS MiB':>13} {ratio}")
-    for name, (seconds, footprint, rss) in results.items():
-        print(
-            f"{name:34} {tokens / seconds:9.0f} {lora_seconds / seconds:7.2f}x {footprint:10.0f} "
-            f"{footprint / lora_model:7.2f}x {rss:13.0f} {rss / lora_rss:7.2f}x"
-        )
+    first = next(iter(results.values()))
+    print(f"\n{model}, {steps} steps of 4 packed rows, one process on CPU; ratios against {next(iter(results))}")
+    names = {"tokens/s": 0, "model MiB": 1, "optimizer state MiB": 2, "peak RSS MiB": 3}
+    print(f"{'variant':34} " + " ".join(f"{column:>20} {'':>6}" for column in columns))
+    for name, values in results.items():
+        cells = []
+        for column in columns:
+            index = names[column]
+            value = tokens / values[0] if index == 0 else values[index]
+            ratio = first[0] / values[0] if index == 0 else values[index] / first[index]
+            cells.append(f"{value:20.1f} {ratio:5.2f}x")
+        print(f"{name:34} " + " ".join(cells))
+
+
+QLORA = {"LoRA": [], "QLoRA 4-bit (nf4, double quant)": ["quantization_bit=4"]}
+OPTIMIZERS = {
+    "AdamW": [],
+    "GaLore (rank 16)": ["use_galore=true", "galore_rank=16"],
+    "APOLLO (rank 16)": ["use_apollo=true", "apollo_rank=16"],
+    "Adam-mini": ["use_adam_mini=true"],
+}
 
 
 def main() -> None:
@@ -151,11 +174,16 @@ def main() -> None:
     parser.add_argument("--model", default="builtin:tiny-llama")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--worker-rss", type=int, nargs="+", metavar="ROWS", help="workers' peak RSS per data size")
-    parser.add_argument("--qlora", action="store_true", help="LoRA vs QLoRA 4-bit: peak RSS and tokens/s")
-    parser.add_argument("--steps", type=int, default=20, help="training steps of each --qlora variant")
+    parser.add_argument("--qlora", action="store_true", help="LoRA vs QLoRA 4-bit: memory and tokens/s")
+    parser.add_argument("--optimizers", action="store_true", help="full tuning: AdamW vs GaLore, APOLLO, Adam-mini")
+    parser.add_argument("--steps", type=int, default=20, help="training steps of each --qlora / --optimizers variant")
     args = parser.parse_args()
     if args.qlora:
-        qlora_vs_lora(args.model, args.steps)
+        compare(args.model, args.steps, [], QLORA, ("tokens/s", "model MiB", "peak RSS MiB"))
+        return
+    if args.optimizers:
+        full = ["finetuning_type=full"]
+        compare(args.model, args.steps, full, OPTIMIZERS, ("tokens/s", "optimizer state MiB", "peak RSS MiB"))
         return
     if args.worker_rss:
         worker_rss(args.worker_rss, args.model)
