@@ -67,6 +67,11 @@ class _PrefixedTee(io.TextIOBase):
         self.log.flush()
 
 
+def failed_step_log(run_dir: str, step_id: str) -> str:
+    """Where a failed step's log goes: `<root>/runs/<run id>/<step id>.log`, beside the run record."""
+    return storage.join(run_dir, f"{step_id}.log")
+
+
 @contextlib.contextmanager
 def step_output(artifact: str, step_id: str, run_dir: str, prefix: str) -> Iterator[None]:
     """Tee the step's prints into its log, and with `prefix` to the console. The log is written locally while the
@@ -74,7 +79,7 @@ def step_output(artifact: str, step_id: str, run_dir: str, prefix: str) -> Itera
     step fails, to `<run folder>/<step id>.log` (the artifact folder stays free of what did not finish)."""
     log_path = lf_ray_home() / "logs" / f"step-{Path(run_dir).name}-{step_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    target = storage.join(run_dir, f"{step_id}.log")
+    target = failed_step_log(run_dir, step_id)
     try:
         with open(log_path, "a", encoding="utf-8") as log:
             out, err = sys.stdout, sys.stderr
@@ -208,7 +213,7 @@ def run_here(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> Pipe
         try:
             manifest = run_step(step, plan.inputs_of(step), record.folder)
         except BaseException as err:
-            log = storage.join(record.folder, f"{step.id}.log")
+            log = failed_step_log(record.folder, step.id)
             record.update_step(step.id, status="failed", error=_summary(err), log=log, finished_at=now())
             record.data["error"] = f"step `{step.id}` failed: {_summary(err)}"
             record.finish("failed")
@@ -255,7 +260,7 @@ def _collect(pending: dict, plan: PipelinePlan, record: RunRecord, lineage: Any,
                 echo(f"[pipeline] {step.id}: {reason}")
             else:
                 failed[step.id] = _summary(err)
-                log = storage.join(record.folder, f"{step.id}.log")
+                log = failed_step_log(record.folder, step.id)
                 record.update_step(step.id, status="failed", error=failed[step.id], log=log, finished_at=now())
                 echo(f"[pipeline] {step.id}: FAILED: {failed[step.id]}")
             failed.setdefault(step.id, "skipped")
