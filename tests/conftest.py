@@ -112,6 +112,21 @@ def tiny_qwen_path() -> str:
     return resolve_model_path("builtin:tiny-qwen")
 
 
+@pytest.fixture(scope="session")
+def sft_adapter(tiny_llama_path, tmp_path_factory) -> Path:
+    """A LoRA adapter of tiny-llama with non-zero lora_B (it changes the outputs), as an sft step would leave it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from lf_ray.model.loader import load_causal_lm
+
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    path = tmp_path_factory.mktemp("sft_adapter")
+    get_peft_model(load_causal_lm(tiny_llama_path), config).save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def llama_tokenizer(tiny_llama_path):
     """A fresh tokenizer per test: templates may register stop words on it."""

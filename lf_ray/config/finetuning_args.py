@@ -26,6 +26,7 @@ _LIST_FIELDS = (
     "oft_target",
     "galore_target",
     "apollo_target",
+    "ref_model_adapters",
 )
 
 

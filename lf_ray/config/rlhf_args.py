@@ -50,7 +50,7 @@ class RLHFArguments:
     ref_model: str | None = field(
         default=None, metadata={"help": "Path to the reference model used for the PPO or DPO training."}
     )
-    ref_model_adapters: str | None = field(
+    ref_model_adapters: str | list[str] | None = field(
         default=None, metadata={"help": "Path to the adapters of the reference model."}
     )
     ref_model_quantization_bit: int | None = field(

@@ -34,15 +34,22 @@ def resolve_defaults(cfg: LfRayConfig) -> LfRayConfig:
 
     - `packing: null` → true when `neat_packing` is set, else `stage == "pt"`;
     - `media_dir: null` → `dataset_dir`;
-    - `lora_alpha: null` → `lora_rank * 2`.
+    - `lora_alpha: null` → `lora_rank * 2`;
+    - `resize_vocab` → true when the config adds tokens (`add_tokens`, `add_special_tokens`,
+      `new_special_tokens_config`): LLaMA-Factory turns it on once a token is new; lf-ray decides from the config
+      alone, so every step agrees without loading the tokenizer (a no-op when the tokens exist already).
     """
-    data, finetuning = cfg.data, cfg.finetuning
+    data, finetuning, model = cfg.data, cfg.finetuning, cfg.model
     packing = data.packing
     if packing is None:
         packing = True if data.neat_packing else finetuning.stage == "pt"
     new_data = dataclasses.replace(data, packing=packing, media_dir=data.media_dir or data.dataset_dir)
     new_finetuning = dataclasses.replace(finetuning, lora_alpha=finetuning.lora_alpha or finetuning.lora_rank * 2)
-    return dataclasses.replace(cfg, data=new_data, finetuning=new_finetuning, training=dict(cfg.training))
+    adds_tokens = bool(model.add_tokens or model.add_special_tokens or model.new_special_tokens_config)
+    new_model = dataclasses.replace(model, resize_vocab=model.resize_vocab or adds_tokens)
+    return dataclasses.replace(
+        cfg, data=new_data, finetuning=new_finetuning, model=new_model, training=dict(cfg.training)
+    )
 
 
 def find_violations(cfg: LfRayConfig) -> list[str]:
@@ -64,13 +71,7 @@ def validate_config(cfg: LfRayConfig) -> None:
 
 def config_warnings(cfg: LfRayConfig) -> list[str]:
     """Things that are allowed but probably not what the user meant; the CLI logs them."""
-    notes = not_needed_notes(cfg)
-    if cfg.model.resize_vocab and cfg.finetuning.finetuning_type == "lora" and not cfg.finetuning.additional_target:
-        notes.append(
-            "`resize_vocab: true` with LoRA: add the embedding layers to `additional_target` "
-            "(e.g. embed_tokens,lm_head) to make the added tokens trainable"
-        )
-    return notes
+    return not_needed_notes(cfg)
 
 
 def prepare_config(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lf_ray.errors import ConfigError
+
 if TYPE_CHECKING:
     from lf_ray.config.loader import LfRayConfig
 
@@ -212,6 +214,26 @@ def quantization_with_many_adapters(cfg: LfRayConfig) -> str | None:
     return None
 
 
+def special_tokens_config_unreadable(cfg: LfRayConfig) -> str | None:
+    from lf_ray.model.new_tokens import new_tokens
+
+    try:
+        new_tokens(cfg)
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def description_init_without_descriptions(cfg: LfRayConfig) -> str | None:
+    model = cfg.model
+    if model.init_special_tokens != "noise_init" and not model.new_special_tokens_config:
+        return (
+            f"`init_special_tokens: {model.init_special_tokens}` starts each new token from its description, "
+            "which `new_special_tokens_config` gives (a YAML file of token: description); set it, or use noise_init"
+        )
+    return None
+
+
 def adapter_without_adapter_method(cfg: LfRayConfig) -> str | None:
     if cfg.model.adapter_name_or_path and cfg.finetuning.finetuning_type != "lora":
         return (
@@ -245,5 +267,7 @@ DATA_RULES = (
     quantization_with_pissa_init,
     quantization_with_resize_vocab,
     quantization_with_many_adapters,
+    special_tokens_config_unreadable,
+    description_init_without_descriptions,
     adapter_without_adapter_method,
 )

@@ -110,6 +110,46 @@ def pissa_with_reference_stage(cfg: LfRayConfig) -> str | None:
     return None
 
 
+_SFT_LOSSES = {"use_dft_loss": None, "use_eaft_loss": "eaft_alpha", "use_asft_loss": "asft_alpha"}
+
+
+def sft_loss_variants(cfg: LfRayConfig) -> str | None:
+    """DFT / EAFT / ASFT: one at a time, in stage sft; an alpha only beside its loss."""
+    ft = cfg.finetuning
+    used = [key for key in _SFT_LOSSES if getattr(ft, key)]
+    if len(used) > 1:
+        return f"{' and '.join(f'`{key}`' for key in used)} are alternative SFT losses; enable only one"
+    if used and ft.stage != "sft":
+        return f"`{used[0]}` changes the loss of stage sft, not of `stage: {ft.stage}`; remove it"
+    from lf_ray.config.schema import all_keys
+
+    for loss, alpha in _SFT_LOSSES.items():
+        if alpha and getattr(ft, alpha) != all_keys()[alpha].default and not getattr(ft, loss):
+            return f"`{alpha}: {getattr(ft, alpha)}` weighs the loss `{loss}` turns on; set `{loss}: true` or remove it"
+    return None
+
+
+def reference_model_unused(cfg: LfRayConfig) -> str | None:
+    from lf_ray.model.reference import wants_reference
+
+    ft = cfg.finetuning
+    given = [key for key in ("ref_model", "ref_model_adapters", "ref_model_quantization_bit") if getattr(ft, key)]
+    if not given:
+        return None
+    if not ft.ref_model:
+        return f"`{given[0]}` describes the reference model, but `ref_model` (its base model) is not set; set it"
+    if not wants_reference(cfg):
+        return (
+            f"`ref_model` is the reference of stage dpo (not orpo / simpo), kto, and sft with `use_asft_loss`; "
+            f"`stage: {ft.stage}`"
+            + (f" with `pref_loss: {ft.pref_loss}`" if ft.stage == "dpo" else "")
+            + " reads none: remove the ref_model keys"
+        )
+    if ft.ref_model_quantization_bit not in (None, 4, 8):
+        return f"`ref_model_quantization_bit: {ft.ref_model_quantization_bit}`: bitsandbytes quantizes to 4 or 8 bits"
+    return None
+
+
 def label_smoothing_without_sigmoid(cfg: LfRayConfig) -> str | None:
     ft = cfg.finetuning
     if ft.stage == "dpo" and ft.pref_loss != "sigmoid" and ft.dpo_label_smoothing > 1e-6:
@@ -247,6 +287,8 @@ TRAINING_RULES = (
     several_optimizers,
     deepspeed_with_galore_or_apollo,
     pissa_with_reference_stage,
+    sft_loss_variants,
+    reference_model_unused,
     label_smoothing_without_sigmoid,
     ppo_stage,
     best_model_for_rm_or_ppo,

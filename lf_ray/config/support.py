@@ -37,11 +37,6 @@ PPO = Refusal(
     "PPO with a reward model (stage ppo)",
     "train with stage dpo or kto on preference data instead, and remove the ppo_* / reward_model* keys",
 )
-REFERENCE = Refusal(
-    "a separate reference model for dpo / kto",
-    "remove it: lf-ray's dpo and kto use the policy with its LoRA adapter switched off (or, for full / freeze, a "
-    "frozen copy of the starting weights) as LLaMA-Factory does without ref_model",
-)
 OPTIMIZER = Refusal(
     "BAdam or Muon",
     "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default), GaLore, APOLLO or "
@@ -51,7 +46,6 @@ QUANTIZED_EXPORT = Refusal(
     "a GPTQ-quantized export",
     "export in full precision and quantize the exported folder with a separate tool",
 )
-SFT_LOSS = Refusal("an SFT loss variant (DFT, EAFT or ASFT)", "remove it; lf-ray's sft trains with cross-entropy")
 KERNELS = Refusal(
     "GPU kernels (Unsloth, Liger, LLaMA-Factory's v1 kernels)",
     "remove it; lf-ray trains with transformers' own attention (SDPA, or flash attention with `flash_attn`)",
@@ -60,11 +54,6 @@ SWANLAB = Refusal("SwanLab tracking", "use `report_to: mlflow` (or tensorboard, 
 PROFILER = Refusal("the torch profiler", "remove the profiler keys")
 KTRANSFORMERS = Refusal("KTransformers", "remove the kt_* keys")
 SGLANG = Refusal("the SGLang inference engine", "use `infer_backend: huggingface` or `vllm`")
-NEW_TOKENS = Refusal(
-    "new tokens added to the tokenizer, with their embeddings initialised",
-    "add them to the tokenizer and save it (`add_tokens` / `add_special_tokens`, `save_pretrained`), point "
-    "model_name_or_path at that folder and set `resize_vocab: true`",
-)
 
 REFUSED: dict[str, Refusal] = {
     # model
@@ -82,7 +71,6 @@ REFUSED: dict[str, Refusal] = {
     "split_special_tokens": Refusal("special-token text tokenized as plain text", REMOVE),
     "low_cpu_mem_usage": Refusal("loading every weight into memory at once", REMOVE),
     "offload_folder": Refusal("offloading weights to disk", REMOVE),
-    **_family(NEW_TOKENS, "add_tokens", "new_special_tokens_config", "init_special_tokens"),
     "rope_scaling": Refusal("RoPE scaling", "set `rope_scaling` in the model's config.json"),
     "shift_attn": Refusal("LongLoRA's shift short attention", REMOVE),
     "mixture_of_depths": Refusal("Mixture-of-Depths", REMOVE),
@@ -164,7 +152,6 @@ REFUSED: dict[str, Refusal] = {
         "ppo_target",
         "ppo_whiten_rewards",
     ),
-    **_family(REFERENCE, "ref_model", "ref_model_adapters", "ref_model_quantization_bit"),
     **_family(
         OPTIMIZER,
         *("use_badam", "use_muon", "badam_mask_mode", "badam_verbose"),
@@ -192,7 +179,6 @@ REFUSED: dict[str, Refusal] = {
         "use_hyper_parallel",
         "hyper_parallel_args",
     ),
-    **_family(SFT_LOSS, "use_dft_loss", "use_eaft_loss", "eaft_alpha", "use_asft_loss", "asft_alpha"),
     "include_effective_tokens_per_second": Refusal("effective tokens per second in the metrics", REMOVE),
     "fp8_enable_fsdp_float8_all_gather": Refusal(
         "FP8 all-gathers under FSDP", REMOVE + ": lf-ray does not train with FSDP"

@@ -55,6 +55,7 @@ from lf_ray.data.processors import COLUMNS, EncodeSettings, ProcessorKind, encod
 from lf_ray.data.registry import dataset_location, get_dataset_attrs
 from lf_ray.data.tokenizer_spec import TokenizerSpec, tokenizer_spec
 from lf_ray.errors import DataError
+from lf_ray.model.new_tokens import new_tokens
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -416,13 +417,14 @@ def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
 
 def preprocess_settings(cfg: LfRayConfig) -> dict[str, Any]:
     """Everything besides the files' contents that decides the tokenized rows (names the keys on a mismatch)."""
-    data = cfg.data
+    data, tokens = cfg.data, new_tokens(cfg)
     return {
         "stage": cfg.finetuning.stage,
         "predict_with_generate": bool(cfg.training.get("predict_with_generate")),
         "seed": cfg.training.get("seed", 42),
         "model": cfg.model.model_name_or_path,
         "resize_vocab": cfg.model.resize_vocab,
+        "new_tokens": {"plain": list(tokens.plain), "special": list(tokens.special)},
         "dataset": list(data.dataset or []),
         "eval_dataset": list(data.eval_dataset or []),
         "dataset_dir": data.dataset_dir,

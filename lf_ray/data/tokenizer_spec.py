@@ -4,8 +4,10 @@ Ray workers and actors."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from lf_ray.model.new_tokens import NewTokens, add_new_tokens, new_tokens
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -26,11 +28,13 @@ class TokenizerSpec:
     train_on_prompt: bool
     resize_vocab: bool
     trust_remote_code: bool
+    new_tokens: NewTokens = field(default_factory=NewTokens)
 
     def load(self) -> tuple[PreTrainedTokenizerBase, Template]:
         from lf_ray.model.loader import load_tokenizer
 
         tokenizer = load_tokenizer(self.model_path, trust_remote_code=self.trust_remote_code)
+        add_new_tokens(tokenizer, self.new_tokens)
         return tokenizer, self.fix(tokenizer)
 
     def fix(self, tokenizer: PreTrainedTokenizerBase) -> Template:
@@ -61,4 +65,5 @@ def tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
         train_on_prompt=data.train_on_prompt,
         resize_vocab=model.resize_vocab,
         trust_remote_code=model.trust_remote_code,
+        new_tokens=new_tokens(cfg),
     )

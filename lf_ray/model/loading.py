@@ -4,7 +4,8 @@
     model, tokenizer = load_model(cfg, for_training=True, task="reward")  # rm: one-logit sequence classifier
 
 LLaMA-Factory's `load_model` + the training half of its `patcher`: gradient checkpointing, `use_cache` off,
-embeddings resized to the tokenizer, then `apply_finetuning`. Quantization (QLoRA) is not supported yet.
+embeddings resized to the tokenizer (`model.new_tokens`), then `apply_finetuning`; QLoRA's quantized loading is
+`model.quantization`'s.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from lf_ray.errors import ConfigError, ModelError
 from lf_ray.model.adapters import apply_finetuning, trainable_parameter_summary
 from lf_ray.model.loader import load_error, load_tokenizer, resolve_model_path
+from lf_ray.model.new_tokens import add_new_tokens, new_tokens, resize_embeddings
 
 if TYPE_CHECKING:
     import torch
@@ -28,10 +30,6 @@ ModelTask = Literal["causal_lm", "reward"]
 
 _ATTN_IMPLEMENTATION = {"disabled": "eager", "sdpa": "sdpa", "fa2": "flash_attention_2", "fa3": "flash_attention_3"}
 """`flash_attn` -> transformers' `attn_implementation`; `auto` lets transformers choose."""
-
-_EMBEDDING_MULTIPLE = 64
-"""Resized embedding tables are padded to a multiple of this (as LLaMA-Factory does): faster matmuls on GPUs."""
-
 
 # --- dtype -------------------------------------------------------------------------------------------------
 
@@ -123,14 +121,6 @@ def _load_weights(cfg: LfRayConfig, task: ModelTask, dtype: torch.dtype, *, for_
         raise load_error("model", name, resolved, err) from err
 
 
-def _resize_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> None:
-    current = model.get_input_embeddings().weight.shape[0]
-    if len(tokenizer) > current:
-        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=_EMBEDDING_MULTIPLE)
-        new = model.get_input_embeddings().weight.shape[0]
-        logger.info("Resized the embeddings from %d to %d rows for %d tokens.", current, new, len(tokenizer))
-
-
 def _prepare_for_training(model: PreTrainedModel, cfg: LfRayConfig) -> None:
     """KV cache off, and gradient checkpointing unless `disable_gradient_checkpointing`."""
     model.config.use_cache = False
@@ -164,13 +154,14 @@ def load_model(
         raise ConfigError("`model_name_or_path` is not set. Fix: set it to a model folder or builtin:tiny-llama.")
     if tokenizer is None:
         tokenizer = load_tokenizer(cfg.model.model_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
+        add_new_tokens(tokenizer, new_tokens(cfg))
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
     model = _load_weights(cfg, task, choose_dtype(cfg, for_training=for_training), for_training=for_training)
     if task == "reward":
         model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
     if cfg.model.resize_vocab:
-        _resize_embeddings(model, tokenizer)
+        resize_embeddings(model, tokenizer, new_tokens(cfg), seed=cfg.training.get("seed", 42))
     if for_training:
         _prepare_for_training(model, cfg)
     else:

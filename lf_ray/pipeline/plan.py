@@ -69,7 +69,8 @@ def pipeline_root(spec: PipelineSpec) -> str:
 
 
 def _resolve_references(value: Any, step: StepSpec, planned: Mapping[str, StepPlan]) -> Any:
-    """`${steps.<id>.outputs.<name>}` → that output's path; the step must list `<id>` in `needs`."""
+    """`${steps.<id>.outputs.<name>}` → that output (a path, or a list of adapter paths when the reference is the
+    whole value); the step must list `<id>` in `needs`."""
     if isinstance(value, dict):
         return {key: _resolve_references(item, step, planned) for key, item in value.items()}
     if isinstance(value, list):
@@ -77,7 +78,7 @@ def _resolve_references(value: Any, step: StepSpec, planned: Mapping[str, StepPl
     if not isinstance(value, str):
         return value
 
-    def substitute(match: re.Match[str]) -> str:
+    def output(match: re.Match[str]) -> Any:
         source, name = match.groups()
         if source not in step.needs:
             raise ConfigError(f"step `{step.id}` refers to `{match.group(0)}`: add `{source}` to its `needs`")
@@ -87,9 +88,12 @@ def _resolve_references(value: Any, step: StepSpec, planned: Mapping[str, StepPl
                 f"step `{step.id}` refers to `{match.group(0)}`, but `{source}` has no output `{name}`; "
                 f"its outputs are {', '.join(sorted(outputs))}"
             )
-        return str(outputs[name])
+        return outputs[name]
 
-    return _REFERENCE.sub(substitute, value)
+    whole = _REFERENCE.fullmatch(value)
+    if whole:  # the output itself, so a list (an adapter chain) stays a list
+        return output(whole)
+    return _REFERENCE.sub(lambda match: str(output(match)), value)
 
 
 def _inherited_stage(spec: PipelineSpec, step: StepSpec) -> dict[str, Any]:

@@ -31,6 +31,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from lf_ray import storage
     from lf_ray.data.tokenizer_spec import tokenizer_spec
     from lf_ray.model.loading import load_model
+    from lf_ray.model.reference import load_reference_model
     from lf_ray.stages import STAGES
     from lf_ray.train.arguments import build_training_arguments, training_environment
     from lf_ray.train.launcher import written_locally
@@ -64,6 +65,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         training_args=training_args,
         callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, loop_config.get("mlflow_run_id"))],
         optimizer=custom_optimizer(model, training_args, cfg),
+        ref_model=load_reference_model(cfg, tokenizer),
     )
     trainer = stream_worker_shard(build_trainer(context), train_stream, eval_stream)
 

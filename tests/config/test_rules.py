@@ -133,6 +133,16 @@ CASES = {
         {"finetuning_type": "full", "use_apollo": True, "deepspeed": "ds_z3_config.json"},
         "`use_apollo` is incompatible with DeepSpeed",
     ),
+    "special_tokens_config_unreadable": (
+        {"new_special_tokens_config": "/nowhere/tokens.yaml"},
+        "`new_special_tokens_config` /nowhere/tokens.yaml cannot be read",
+    ),
+    "description_init_without_descriptions": (
+        {"init_special_tokens": "desc_init_w_noise"},
+        "which `new_special_tokens_config` gives",
+    ),
+    "sft_loss_variants": ({"use_dft_loss": True, "use_eaft_loss": True}, "are alternative SFT losses"),
+    "reference_model_unused": ({"ref_model": "builtin:tiny-llama"}, "`ref_model` is the reference of stage dpo"),
     "pissa_with_reference_stage": (
         {"pissa_init": True, "stage": "kto"},
         "`pissa_init` cannot be used with `stage: kto`",

@@ -28,7 +28,6 @@ TESTS = _source(ROOT / "tests", "config")
 
 
 NOT_THE_KEY = {
-    "ref_model": "TRL trainers' `self.ref_model`",
     "num_beams": "a tool call's example arguments",
 }
 """Names that code uses for something other than the config key."""
@@ -92,10 +91,11 @@ def test_keys_of_one_feature_are_reported_together():
 
 
 def test_llama_factory_0_9_5_keys_load_and_are_refused():
-    keys = ["preserve_thinking=true", "use_asft_loss=true", "asft_alpha=0.2", "use_hyper_parallel=true"]
-    keys += ["hyper_parallel_args=hp.json", "enable_torch_profiler=true", "profiler_wait_steps=2", "profile_modules=x"]
-    cfg = load_config(None, ["model_name_or_path=builtin:tiny-llama", *keys])  # no "unknown key"
+    keys = ["preserve_thinking=true", "use_hyper_parallel=true", "hyper_parallel_args=hp.json"]
+    keys += ["enable_torch_profiler=true", "profiler_wait_steps=2", "profile_modules=x"]
+    cfg = load_config(None, ["model_name_or_path=builtin:tiny-llama", "use_asft_loss=true", "asft_alpha=0.2", *keys])
     assert cfg.get("profiler_wait_steps") == 2 and cfg.data.preserve_thinking is True
+    assert cfg.finetuning.use_asft_loss is True and cfg.finetuning.asft_alpha == 0.2  # implemented: no "unknown key"
     with pytest.raises(ConfigError) as err:
         prepare_config(None, ["model_name_or_path=builtin:tiny-llama", *keys])
     assert all(f"`{key.split('=')[0]}: " in str(err.value) for key in keys)

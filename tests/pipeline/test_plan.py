@@ -184,6 +184,19 @@ def test_explicit_references_resolve_to_the_inputs_outputs(tmp_path):
         _plan(raw)
 
 
+def test_a_whole_value_reference_to_the_adapter_chain_stays_a_list(tmp_path):
+    """dpo after sft, against the SFT model: `ref_model` + `ref_model_adapters` from the sft step's outputs."""
+    raw = _raw(tmp_path)
+    refs = {"ref_model": "${steps.sft.outputs.base_model}", "ref_model_adapters": "${steps.sft.outputs.adapters}"}
+    raw["steps"][3] = {"id": "dpo", "uses": "train", "needs": ["sft"], "with": {"stage": "dpo", **refs}}
+    raw["steps"][3]["with"]["dataset"] = "dpo_en_demo"
+    plan = _plan(raw)
+    sft = plan.steps["sft"].outputs
+    config = plan.steps["dpo"].config
+    assert config["ref_model"] == sft["base_model"] == "builtin:tiny-llama"
+    assert config["ref_model_adapters"] == sft["adapters"] == [sft["model"]]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

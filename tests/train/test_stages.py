@@ -8,14 +8,8 @@ from __future__ import annotations
 import datasets
 import pytest
 import torch
-from peft import LoraConfig, PeftModel, get_peft_model
 
-from lf_ray.config import prepare_config
-from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import pack_supervised
-from lf_ray.data.preprocess import encode_table
-from lf_ray.data.processors import EncodeSettings, processor_kind
-from lf_ray.data.tokenizer_spec import tokenizer_spec
 from lf_ray.errors import ConfigError
 from lf_ray.model.loader import load_causal_lm
 from lf_ray.stages import STAGES, TRAINABLE_STAGES
@@ -23,69 +17,7 @@ from lf_ray.train.arguments import build_training_arguments
 from lf_ray.train.stages import StageContext, build_trainer
 from lf_ray.train.stages.base import reference_model
 from lf_ray.train.stages.metrics import predicted_tokens, token_accuracy
-
-CUTOFF = 64
-ROWS = 8
-DEMO = {"pt": "c4_demo", "sft": "alpaca_en_demo", "rm": "dpo_en_demo", "dpo": "dpo_en_demo", "kto": "kto_en_demo"}
-TRAINING = (
-    f"cutoff_len={CUTOFF}",
-    "learning_rate=5e-3",
-    "lr_scheduler_type=constant",
-    "max_steps=10",
-    "logging_steps=1",
-    f"per_device_train_batch_size={ROWS}",
-    "save_strategy='no'",
-    "seed=0",
-    "disable_tqdm=true",
-)
-
-
-def stage_config(stage: str, *overrides: str):
-    model = ["model_name_or_path=builtin:tiny-llama", "dataset_dir=builtin", f"dataset={DEMO[stage]}"]
-    return prepare_config(None, [*model, f"stage={stage}", *TRAINING, *overrides])
-
-
-@pytest.fixture(scope="module")
-def encoded():
-    """stage → (tokenizer, the first tokenized rows of its demo dataset): tokenized once per module."""
-    cache = {}
-
-    def get(stage: str):
-        if stage not in cache:
-            cfg = stage_config(stage)
-            tokenizer, template = tokenizer_spec(cfg).load()
-            splits = load_canonical_splits(cfg.data, stage, 42)
-            table = encode_table(splits.train, template, tokenizer, processor_kind(stage), EncodeSettings(CUTOFF))
-            rows = [row for row in table.to_pylist() if row["_drop_reason"] is None]
-            cache[stage] = tokenizer, rows
-        return cache[stage]
-
-    return get
-
-
-def lora(model, task_type: str = "CAUSAL_LM") -> PeftModel:
-    torch.manual_seed(0)
-    return get_peft_model(model, LoraConfig(task_type=task_type, r=8, lora_alpha=16, target_modules="all-linear"))
-
-
-def train(cfg, model, tokenizer, rows, tmp_path):
-    args = build_training_arguments(cfg, output_dir=str(tmp_path))
-    dataset = datasets.Dataset.from_list(rows)
-    context = StageContext(cfg=cfg, model=model, tokenizer=tokenizer, training_args=args, train_dataset=dataset)
-    trainer = build_trainer(context)
-    trainer.train()
-    return trainer
-
-
-def losses(trainer) -> list[float]:
-    values = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert len(values) == trainer.args.max_steps
-    return values
-
-
-def assert_goes_down(trainer) -> None:
-    values = losses(trainer)
-    assert values[0] > values[-1], values
+from tests.train.stage_runs import CUTOFF, ROWS, assert_goes_down, lora, stage_config, train
 
 
 @pytest.mark.parametrize("stage", ["pt", "sft"])
@@ -224,6 +156,30 @@ def test_under_lora_the_reference_is_the_base_model_and_checkpoints_hold_one_ada
     assert list(model.peft_config) == ["default"]  # TRL's "ref" adapter copy is gone: the adapter is switched off
     trainer.save_model(str(tmp_path / "saved"))
     assert sorted(p.name for p in (tmp_path / "saved").iterdir() if p.is_dir()) == []
+
+
+def first_step_margin(trainer) -> float:
+    return next(entry["rewards/margins"] for entry in trainer.state.log_history if "rewards/margins" in entry)
+
+
+def test_an_explicit_reference_replaces_the_adapter_off_base(encoded, tiny_llama_path, sft_adapter, tmp_path):
+    """sft → dpo: the reference is the SFT model (base + its adapter), so the first step already sees a margin."""
+    from lf_ray.model.reference import load_reference_model
+
+    tokenizer, rows = encoded("dpo")
+    cfg = stage_config("dpo", "max_steps=1", "ref_model=builtin:tiny-llama", f"ref_model_adapters={sft_adapter}")
+    args = build_training_arguments(cfg, output_dir=str(tmp_path))
+    reference = load_reference_model(cfg, tokenizer)
+    dataset = datasets.Dataset.from_list(rows[:ROWS])
+    context = StageContext(cfg, lora(load_causal_lm(tiny_llama_path)), tokenizer, args, dataset, ref_model=reference)
+    trainer = build_trainer(context)
+    assert trainer.ref_model is reference
+    trainer.train()
+    assert abs(first_step_margin(trainer)) > 1e-4  # the policy starts at the base, the reference is elsewhere
+
+    default = train(stage_config("dpo", "max_steps=1"), lora(load_causal_lm(tiny_llama_path)), tokenizer, rows[:ROWS],
+                    tmp_path / "default")  # fmt: skip
+    assert first_step_margin(default) == 0.0  # adapter off = the policy itself at the first step
 
 
 def test_kto_overfits(encoded, tiny_llama_path, tmp_path):

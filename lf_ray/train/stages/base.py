@@ -34,7 +34,8 @@ class StageContext:
     optimizer: torch.optim.Optimizer | None = None
     """A ready optimizer (LoRA+ makes its own); None lets the trainer build AdamW from the arguments."""
     ref_model: PreTrainedModel | None = None
-    """dpo / kto reference model; None means: the adapter switched off under PEFT, else a frozen copy of `model`."""
+    """The reference of dpo / kto / ASFT that `ref_model` names (`model.reference`); None means: the adapter
+    switched off under PEFT, else a frozen copy of `model`."""
 
     @property
     def pad_token_id(self) -> int:
@@ -65,9 +66,9 @@ def trainer_callbacks(ctx: StageContext) -> list[TrainerCallback]:
 
 
 def reference_model(ctx: StageContext) -> PreTrainedModel | None:
-    """The frozen reference of dpo / kto.
+    """The frozen reference of dpo / kto / ASFT: the config's `ref_model` when it names one.
 
-    Under PEFT: None, and the trainer computes reference log-probs with the adapter switched off (see
+    Otherwise, under PEFT: None, and the trainer computes reference log-probs with the adapter switched off (see
     `AdapterOffReference`). Under ZeRO-3: None, and TRL loads and shards its own copy from the model's folder.
     Otherwise a frozen deep copy of the model as it is before training.
     """
