@@ -1,17 +1,19 @@
 """MMLU-style multiple-choice benchmarks, scored like LLaMA-Factory's `llamafactory-cli eval`.
 
-A task is a directory::
+A task is a directory in one of two layouts, told apart by what it holds. LLaMA-Factory's own mmlu / cmmlu /
+ceval folders (mapping.json) are read by `lf_task_layout`; lf-ray's layout is::
 
     task.json             {"name": "demo_mmlu", "subjects": {"geography": "Geography", ...},
                            "choices": ["A", "B", "C", "D"], "lang": "en"}      ("lang" is optional)
     dev/<subject>.csv     few-shot examples
-    test/<subject>.csv    the questions that are scored
+    test/<subject>.csv    the questions that are scored (val/<subject>.csv with `task_split: validation`)
 
 Each CSV is UTF-8 with a header row `question,A,B,C,D,answer` (one column per choice letter), and `answer`
 is one of the choice letters. Unlike LF, which samples the few-shot examples at random for every question,
 the first `n_shot` dev rows are used, so a score is reproducible (the original MMLU harness does the same).
 
-The model picks the choice letter whose next-token logit after the prompt is highest; accuracy is ×100.
+The model picks the choice letter whose next-token logit after the prompt is highest; accuracy is ×100, per
+subject, per category (when the task gives categories) and over all questions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -29,6 +31,12 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Lang = Literal["en", "zh"]
+Split = Literal["test", "validation"]
+
+TASK_FILE = "task.json"  # lf-ray's layout
+MAPPING_FILE = "mapping.json"  # LLaMA-Factory's layout
+LF_CATEGORIES = ("STEM", "Social Sciences", "Humanities", "Other")
+"""The categories of LF's mapping.json files, in the order LF prints their scores (after "Average")."""
 
 # LF's eval templates (src/llamafactory/eval/template.py): system line, choice line, answer cue.
 _HEADERS = {
@@ -49,23 +57,20 @@ class ChoiceExample:
 
 @dataclass(frozen=True)
 class ChoiceTask:
-    """A loaded task: subjects (id -> display name) with their dev and test examples."""
+    """A loaded task: subjects (id -> display name) with their few-shot (dev) and scored examples."""
 
     name: str
     choices: tuple[str, ...]
     subjects: dict[str, str]
     dev: dict[str, list[ChoiceExample]]
-    test: dict[str, list[ChoiceExample]]
+    questions: dict[str, list[ChoiceExample]]  # the scored split of each subject
     lang: Lang = "en"
+    split: Split = "test"
+    categories: dict[str, str] = field(default_factory=dict)  # subject -> category, when the task names them
 
 
 def _read_task_json(path: Path) -> dict:
-    meta_path = path / "task.json"
-    if not meta_path.is_file():
-        raise DataError(
-            f"{meta_path} not found. Fix: a choice task directory needs task.json with "
-            '{"name", "subjects": {subject: display name}, "choices": ["A", "B", "C", "D"]}.'
-        )
+    meta_path = path / TASK_FILE
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as err:
@@ -83,7 +88,9 @@ def _read_task_json(path: Path) -> dict:
     return meta
 
 
-def _parse_row(row: dict[str, str | None], choices: Sequence[str], where: str) -> ChoiceExample:
+def example_from_row(row: dict[str, str | None], choices: Sequence[str], where: str) -> ChoiceExample:
+    """A validated example from a row keyed `question`, the choice letters and `answer`; `where` names its file
+    and row in errors."""
     empty = [key for key in ("question", *choices, "answer") if not (row.get(key) or "").strip()]
     if empty:
         raise DataError(f"{where}: empty or missing value in column(s) {empty}. Fix: fill in every column.")
@@ -95,7 +102,8 @@ def _parse_row(row: dict[str, str | None], choices: Sequence[str], where: str) -
 
 def _read_split(csv_path: Path, choices: Sequence[str]) -> list[ChoiceExample]:
     if not csv_path.is_file():
-        raise DataError(f"{csv_path} not found. Fix: every subject in task.json needs dev/ and test/ CSV files.")
+        folders = f"dev/ and {csv_path.parent.name}/"
+        raise DataError(f"{csv_path} not found. Fix: every subject in task.json needs {folders} CSV files.")
     expected = ["question", *choices, "answer"]
     with csv_path.open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -108,27 +116,59 @@ def _read_split(csv_path: Path, choices: Sequence[str]) -> list[ChoiceExample]:
         for row in reader:
             if None in row:  # DictReader puts surplus cells under the key None
                 raise DataError(f"{csv_path} row {reader.line_num}: more cells than the {len(expected)} columns.")
-            examples.append(_parse_row(row, choices, f"{csv_path} row {reader.line_num}"))
+            examples.append(example_from_row(row, choices, f"{csv_path} row {reader.line_num}"))
     if not examples:
         raise DataError(f"{csv_path} has a header but no questions. Fix: add at least one row.")
     return examples
 
 
-def load_choice_task(path: str | Path) -> ChoiceTask:
-    """Read and validate a task directory; every problem is a DataError naming the file and row."""
+def load_choice_task(path: str | Path, split: Split = "test", lang: Lang | None = None) -> ChoiceTask:
+    """Read and validate a task directory in either layout; every problem is a DataError naming the file and row.
+
+    `split` is the one scored; `lang` overrides the task's own language (task.json's, or LF's for the task).
+    """
     path = Path(path)
+    if (path / TASK_FILE).is_file():
+        return _load_task_json_layout(path, split, lang)
+    if (path / MAPPING_FILE).is_file():
+        from lf_ray.evaluate.lf_task_layout import load_lf_task  # imported here: it builds on this module's types
+
+        return load_lf_task(path, split, lang)
+    if _looks_like_lf_task(path):
+        raise DataError(
+            f"{path} holds LLaMA-Factory task data but no {MAPPING_FILE}, which lists its subjects. Fix: copy "
+            f"{MAPPING_FILE} from LLaMA-Factory's evaluation/{path.name}/ into {path}."
+        )
+    raise DataError(
+        f"{path}: neither {TASK_FILE} nor {MAPPING_FILE} found. Fix: point `task_dir` / `task` at a task folder, "
+        f"in lf-ray's layout ({TASK_FILE}, dev/, test/; see lf_ray/assets/eval/demo_mmlu) or LLaMA-Factory's "
+        f"mmlu / cmmlu / ceval folder ({MAPPING_FILE} with the data)."
+    )
+
+
+def _load_task_json_layout(path: Path, split: Split, lang: Lang | None) -> ChoiceTask:
     meta = _read_task_json(path)
     choices = tuple(meta["choices"])
-    dev = {subject: _read_split(path / "dev" / f"{subject}.csv", choices) for subject in meta["subjects"]}
-    test = {subject: _read_split(path / "test" / f"{subject}.csv", choices) for subject in meta["subjects"]}
+    folder = "test" if split == "test" else "val"
     return ChoiceTask(
         name=meta["name"],
         choices=choices,
         subjects=dict(meta["subjects"]),
-        dev=dev,
-        test=test,
-        lang=meta.get("lang", "en"),
+        dev={subject: _read_split(path / "dev" / f"{subject}.csv", choices) for subject in meta["subjects"]},
+        questions={subject: _read_split(path / folder / f"{subject}.csv", choices) for subject in meta["subjects"]},
+        lang=lang or meta.get("lang", "en"),
+        split=split,
     )
+
+
+def has_task_file(path: Path) -> bool:
+    """Whether `path` holds a task in either layout (task.json or LF's mapping.json); reads nothing else."""
+    return (path / TASK_FILE).is_file() or (path / MAPPING_FILE).is_file()
+
+
+def _looks_like_lf_task(path: Path) -> bool:
+    """LF's folder without its mapping.json: the loading script, the zip, or mmlu's data/ folder."""
+    return (path / "data").is_dir() or any(path.glob("*.zip")) or (path / f"{path.name}.py").is_file()
 
 
 def _format_question(example: ChoiceExample, lang: Lang) -> str:
@@ -205,18 +245,31 @@ def evaluate_choice_task(
     n_shot: int = 5,
     batch_size: int = 8,
 ) -> dict[str, dict[str, float] | float]:
-    """Accuracy ×100 per subject and over all test questions pooled (LF's "Average")."""
+    """Accuracy ×100 per subject, per category (empty when the task has none) and over all scored questions
+    pooled (LF's "Average"); a category pools its subjects' questions, as LF does."""
     if n_shot < 0 or batch_size < 1:
         raise ValueError(f"n_shot must be >= 0 and batch_size >= 1, got n_shot={n_shot}, batch_size={batch_size}.")
     per_subject: dict[str, float] = {}
+    tallies: dict[str, list[int]] = {}  # category -> [correct, questions]
     correct_total = question_total = 0
     for subject, display_name in task.subjects.items():
         shots = task.dev[subject][:n_shot]
-        examples = task.test[subject]
+        examples = task.questions[subject]
         prompts = [build_prompt(example, shots, display_name, task.lang) for example in examples]
         predictions = score_choices(model, tokenizer, prompts, task.choices, batch_size)
         correct = sum(pred == example.answer for pred, example in zip(predictions, examples, strict=True))
         per_subject[subject] = 100.0 * correct / len(examples)
+        if subject in task.categories:
+            tally = tallies.setdefault(task.categories[subject], [0, 0])
+            tally[0], tally[1] = tally[0] + correct, tally[1] + len(examples)
         correct_total += correct
         question_total += len(examples)
-    return {"per_subject": per_subject, "average": 100.0 * correct_total / question_total}
+    order = [*[c for c in LF_CATEGORIES if c in tallies], *[c for c in tallies if c not in LF_CATEGORIES]]
+    per_category = {category: 100.0 * tallies[category][0] / tallies[category][1] for category in order}
+    return {"per_subject": per_subject, "per_category": per_category, "average": 100.0 * correct_total / question_total}
+
+
+def format_scores(scores: dict[str, dict[str, float] | float]) -> str:
+    """The score table LF prints and writes to results.log: "Average", then each category, two decimals."""
+    rows = {"Average": scores["average"], **scores["per_category"]}
+    return "\n".join(f"{name:>15}: {value:.2f}" for name, value in rows.items())

@@ -9,7 +9,8 @@ Three parts, each run when the config asks for it:
 - **predict** (`predict_with_generate: true`): the eval prompts tokenized by the preprocess step, completed by
   Ray Data batch inference, written to `generated_predictions.jsonl` (LF's prompt / predict / label, plus
   `base_predict` with `compare_base_model`) and scored with BLEU-4 / ROUGE — `predict_results.json`;
-- **task** (`task: demo_mmlu`): MMLU-style multiple choice, per subject and overall — `choice_results.json`.
+- **task** (`task: demo_mmlu`, or LF's `mmlu_test` / `cmmlu_test` / `ceval_validation` folders): multiple choice,
+  per subject, per category and overall — `choice_results.json`, and LF's score table in `choice_results.log`.
 
 Results go to `save_dir` (else `output_dir`); every file is written atomically and `manifest.json` last.
 """
@@ -23,9 +24,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lf_ray import storage
-from lf_ray.artifacts import build_manifest, publish, write_json
+from lf_ray.artifacts import build_manifest, publish, write_json, write_text
 from lf_ray.constants import BUILTIN_DATASET_DIR, DATASET_EVAL_DIR, EVAL_TASKS_DIR, MANIFEST_NAME
 from lf_ray.errors import ConfigError
+from lf_ray.evaluate.choice_tasks import has_task_file
 from lf_ray.stages import STAGES
 
 if TYPE_CHECKING:
@@ -71,10 +73,11 @@ def plan_eval(cfg: LfRayConfig, *, eval_split: str | None = None) -> EvalPlan:
             "Fix: set eval_dataset (e.g. identity_eval)."
         )
     task = task_path(cfg)
-    if task is not None and not (task / "task.json").is_file():
+    if task is not None and not has_task_file(task):
         raise ConfigError(
-            f"task `{cfg.eval.task}` has no task.json in {task}. Fix: set `task_dir` to the folder holding the task "
-            f"(`builtin` for the shipped demo_mmlu), or name a task folder that exists."
+            f"task `{cfg.eval.task}` has no task.json in {task} (lf-ray's layout), nor LLaMA-Factory's mapping.json. "
+            "Fix: set `task_dir` to the folder holding the task (`builtin` for the shipped demo_mmlu), or name a "
+            "task folder that exists."
         )
     if cfg.eval.compare_base_model and not cfg.model.adapter_name_or_path:
         raise ConfigError(
@@ -128,15 +131,28 @@ def _predict(cfg: LfRayConfig, split: Path, results: Path) -> tuple[dict[str, An
 
 def _choice_task(cfg: LfRayConfig, task: Path, results: Path) -> dict[str, Any]:
     from lf_ray.data.tokenizer_spec import tokenizer_spec
-    from lf_ray.evaluate.choice_tasks import evaluate_choice_task, load_choice_task
+    from lf_ray.evaluate.choice_tasks import evaluate_choice_task, format_scores, load_choice_task
     from lf_ray.model.loading import load_model
 
+    loaded = load_choice_task(task, split=cfg.eval.task_split or "test", lang=cfg.eval.lang)  # before the model
     tokenizer, _ = tokenizer_spec(cfg).load()
     model, _ = load_model(cfg, for_training=False, tokenizer=tokenizer)
-    loaded = load_choice_task(task)
     scores = evaluate_choice_task(model, tokenizer, loaded, n_shot=cfg.eval.n_shot, batch_size=cfg.eval.batch_size)
-    write_json(results / "choice_results.json", {"task": loaded.name, "n_shot": cfg.eval.n_shot, **scores})
-    return {"choice_accuracy": scores["average"], **{f"choice_{k}": v for k, v in scores["per_subject"].items()}}
+    header = {"task": loaded.name, "split": loaded.split, "lang": loaded.lang, "n_shot": cfg.eval.n_shot}
+    write_json(results / "choice_results.json", {**header, **scores})
+    table = format_scores(scores)
+    write_text(results / "choice_results.log", table + "\n")
+    logger.info("%s (%s split):\n%s", loaded.name, loaded.split, table)
+    return {
+        "choice_accuracy": scores["average"],
+        **{f"choice_{subject}": value for subject, value in scores["per_subject"].items()},
+        **{f"choice_category_{_slug(name)}": value for name, value in scores["per_category"].items()},
+    }
+
+
+def _slug(category: str) -> str:
+    """A metric-name form of LF's category: "Social Sciences" -> "social_sciences"."""
+    return "_".join(category.lower().split())
 
 
 def run_eval(cfg: LfRayConfig, *, eval_split: str | None = None, work_dir: str | None = None) -> EvalResult:

@@ -4,7 +4,6 @@ import json
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -15,6 +14,7 @@ from lf_ray.evaluate.choice_tasks import (
     build_prompt,
     choice_token_ids,
     evaluate_choice_task,
+    format_scores,
     load_choice_task,
     score_choices,
 )
@@ -38,14 +38,14 @@ def test_demo_task_loads():
     assert list(task.subjects) == ["geography", "arithmetic", "science"]
     for subject in task.subjects:
         assert len(task.dev[subject]) == 5
-        assert len(task.test[subject]) == 10
+        assert len(task.questions[subject]) == 10
     first = task.dev["geography"][0]
     assert first == _example("What is the capital of France?", ("Paris", "Lyon", "Marseille", "Nice"), "A")
 
 
 def test_demo_arithmetic_answers_are_correct():
     task = load_choice_task(DEMO)
-    for example in task.dev["arithmetic"] + task.test["arithmetic"]:
+    for example in task.dev["arithmetic"] + task.questions["arithmetic"]:
         a, op, b = re.fullmatch(r"What is (\d+) ([-+*]) (\d+)\?", example.question).groups()
         value = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
         assert example.options[example.answer] == str(value)
@@ -54,7 +54,7 @@ def test_demo_arithmetic_answers_are_correct():
 
 def test_demo_answers_use_every_letter():
     task = load_choice_task(DEMO)
-    answers = [example.answer for subject in task.subjects for example in task.test[subject]]
+    answers = [example.answer for subject in task.subjects for example in task.questions[subject]]
     assert set(answers) == {"A", "B", "C", "D"}
 
 
@@ -66,8 +66,18 @@ def task_copy(tmp_path) -> Path:
 
 
 def test_missing_task_json(tmp_path):
-    with pytest.raises(DataError, match=r"task\.json not found"):
+    with pytest.raises(DataError, match=r"neither task\.json nor mapping\.json found"):
         load_choice_task(tmp_path)
+
+
+def test_validation_split_reads_val_folder(task_copy):
+    shutil.copytree(task_copy / "dev", task_copy / "val")
+    task = load_choice_task(task_copy, split="validation", lang="zh")
+    assert (task.split, task.lang, task.categories) == ("validation", "zh", {})
+    assert task.questions == task.dev
+    (task_copy / "val" / "science.csv").unlink()
+    with pytest.raises(DataError, match=r"val/science\.csv not found\. Fix: .* needs dev/ and val/ CSV files"):
+        load_choice_task(task_copy, split="validation")
 
 
 def test_task_json_errors(task_copy):
@@ -196,33 +206,11 @@ def test_choice_token_ids_collision():
 # ---- scoring with the tiny model -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_llama_path):
-    from lf_ray.model.loader import load_causal_lm
-
-    return load_causal_lm(tiny_llama_path).eval()
-
-
-class _ForcedLetterModel:
-    """Wraps a real model and adds a large bonus to one token id at every position."""
-
-    def __init__(self, model, token_id: int) -> None:
-        self.model, self.token_id = model, token_id
-
-    def parameters(self):
-        return self.model.parameters()
-
-    def __call__(self, **inputs):
-        logits = self.model(**inputs).logits.clone()
-        logits[..., self.token_id] += 1e4
-        return SimpleNamespace(logits=logits)
-
-
 def _demo_prompts(task: ChoiceTask, n_shot: int) -> list[str]:
     return [
         build_prompt(example, task.dev[subject][:n_shot], name)
         for subject, name in task.subjects.items()
-        for example in task.test[subject]
+        for example in task.questions[subject]
     ]
 
 
@@ -237,30 +225,31 @@ def test_score_choices_is_deterministic_and_batch_invariant(tiny_model, llama_to
 
 
 @pytest.mark.parametrize("letter", ["A", "C"])
-def test_forced_logits_pick_that_letter(tiny_model, llama_tokenizer, letter):
+def test_forced_logits_pick_that_letter(force_letter, llama_tokenizer, letter):
     task = load_choice_task(DEMO)
-    token_id = llama_tokenizer.encode(letter, add_special_tokens=False)[-1]
-    forced = _ForcedLetterModel(tiny_model, token_id)
+    forced = force_letter(letter)
     prompts = _demo_prompts(task, n_shot=1)
     assert score_choices(forced, llama_tokenizer, prompts, task.choices, batch_size=4) == [letter] * len(prompts)
 
 
-def test_forced_logits_give_100_when_every_answer_is_that_letter(tiny_model, llama_tokenizer):
+def test_forced_logits_give_100_when_every_answer_is_that_letter(force_letter, llama_tokenizer):
     demo = load_choice_task(DEMO)
-    all_c = {s: [ChoiceExample(e.question, e.options, "C") for e in demo.test[s]] for s in demo.subjects}
+    all_c = {s: [ChoiceExample(e.question, e.options, "C") for e in demo.questions[s]] for s in demo.subjects}
     task = ChoiceTask(demo.name, demo.choices, demo.subjects, demo.dev, all_c)
-    forced = _ForcedLetterModel(tiny_model, llama_tokenizer.encode("C", add_special_tokens=False)[-1])
-    result = evaluate_choice_task(forced, llama_tokenizer, task, n_shot=3, batch_size=4)
-    assert result == {"per_subject": {"geography": 100.0, "arithmetic": 100.0, "science": 100.0}, "average": 100.0}
+    result = evaluate_choice_task(force_letter("C"), llama_tokenizer, task, n_shot=3, batch_size=4)
+    per_subject = {"geography": 100.0, "arithmetic": 100.0, "science": 100.0}
+    assert result == {"per_subject": per_subject, "per_category": {}, "average": 100.0}
+    assert format_scores(result) == "        Average: 100.00"
 
 
-def test_evaluate_demo_accuracy_is_the_share_of_the_forced_letter(tiny_model, llama_tokenizer):
+def test_evaluate_demo_accuracy_is_the_share_of_the_forced_letter(force_letter, llama_tokenizer):
     task = load_choice_task(DEMO)
-    forced = _ForcedLetterModel(tiny_model, llama_tokenizer.encode("B", add_special_tokens=False)[-1])
-    result = evaluate_choice_task(forced, llama_tokenizer, task, n_shot=5, batch_size=3)
-    expected = {s: 100.0 * sum(e.answer == "B" for e in task.test[s]) / len(task.test[s]) for s in task.subjects}
+    result = evaluate_choice_task(force_letter("B"), llama_tokenizer, task, n_shot=5, batch_size=3)
+    expected = {
+        s: 100.0 * sum(e.answer == "B" for e in task.questions[s]) / len(task.questions[s]) for s in task.subjects
+    }
     assert result["per_subject"] == pytest.approx(expected)
-    pooled = [e.answer == "B" for s in task.subjects for e in task.test[s]]
+    pooled = [e.answer == "B" for s in task.subjects for e in task.questions[s]]
     assert result["average"] == pytest.approx(100.0 * sum(pooled) / len(pooled))
 
 

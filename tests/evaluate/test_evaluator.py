@@ -9,7 +9,8 @@ import pytest
 from lf_ray.config import prepare_config
 from lf_ray.constants import DEMO_DATA_DIR
 from lf_ray.errors import ConfigError
-from lf_ray.evaluate.evaluator import plan_eval, run_eval
+from lf_ray.evaluate.evaluator import _choice_task, plan_eval, run_eval
+from tests.evaluate.lf_tasks import write_lf_task
 
 TINY = ["model_name_or_path=builtin:tiny-llama", "template=llama3", "dataset_dir=builtin", "cutoff_len=96"]
 
@@ -39,6 +40,46 @@ def test_plan_reads_lf_task_names_and_parts():
     plan = plan_eval(_cfg("save_dir=/tmp/x", "task=demo_mmlu_test", "task_dir=builtin"))
     assert plan.task is not None and plan.task.name == "demo_mmlu"
     assert (plan.loss, plan.predict) == (False, False)
+
+
+def test_plan_finds_an_lf_task_folder_and_its_split(tmp_path):
+    write_lf_task(tmp_path, "ceval")
+    cfg = _cfg("save_dir=/tmp/x", "task=ceval_validation", f"task_dir={tmp_path}")
+    assert (cfg.eval.task, cfg.eval.task_split, cfg.eval.lang) == ("ceval", "validation", None)
+    assert plan_eval(cfg).task == tmp_path / "ceval"
+    again = _cfg("save_dir=/tmp/x", "task=ceval", "task_split=validation", f"task_dir={tmp_path}")
+    assert (again.eval.task, again.eval.task_split) == ("ceval", "validation")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task=mmlu_test", "task_split=validation"], r"asks for the test split but `task_split` is validation"),
+        (["task=mmlu_train"], r"scores the dev split, which holds the few-shot examples\. Fix: use `task: mmlu_test`"),
+    ],
+)
+def test_task_suffix_and_task_split_must_agree(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        _cfg("save_dir=/tmp/x", *overrides)
+
+
+def test_an_lf_task_is_scored_with_the_configs_split_and_lang(tmp_path):
+    """The choice part of the eval step alone (no Ray): results, LF's score table and the flat metrics."""
+    write_lf_task(tmp_path, "cmmlu")
+    cfg = _cfg(f"save_dir={tmp_path}", "task=cmmlu_test", f"task_dir={tmp_path}", "n_shot=1", "lang=en")
+    metrics = _choice_task(cfg, plan_eval(cfg).task, tmp_path)
+    results = json.loads((tmp_path / "choice_results.json").read_text())
+    assert (results["task"], results["split"], results["lang"], results["n_shot"]) == ("cmmlu", "test", "en", 1)
+    assert list(results["per_category"]) == ["Humanities", "Other"]  # LF's order
+    assert metrics == {
+        "choice_accuracy": results["average"],
+        "choice_agronomy": results["per_subject"]["agronomy"],
+        "choice_chinese_history": results["per_subject"]["chinese_history"],
+        "choice_category_humanities": results["per_category"]["Humanities"],
+        "choice_category_other": results["per_category"]["Other"],
+    }
+    table = (tmp_path / "choice_results.log").read_text().splitlines()
+    assert [line.split(":")[0] for line in table] == ["        Average", "     Humanities", "          Other"]
 
 
 @pytest.mark.usefixtures("ray_session")
