@@ -71,7 +71,6 @@ REFUSED: dict[str, Refusal] = {
     "split_special_tokens": Refusal("special-token text tokenized as plain text", REMOVE),
     "low_cpu_mem_usage": Refusal("loading every weight into memory at once", REMOVE),
     "offload_folder": Refusal("offloading weights to disk", REMOVE),
-    "rope_scaling": Refusal("RoPE scaling", "set `rope_scaling` in the model's config.json"),
     "shift_attn": Refusal("LongLoRA's shift short attention", REMOVE),
     "mixture_of_depths": Refusal("Mixture-of-Depths", REMOVE),
     "moe_aux_loss_coef": Refusal("an MoE router loss coefficient", "set it in the model's config.json"),

@@ -17,6 +17,7 @@ from lf_ray.errors import ConfigError, ModelError
 from lf_ray.model.adapters import apply_finetuning, trainable_parameter_summary
 from lf_ray.model.loader import load_error, load_tokenizer, resolve_model_path
 from lf_ray.model.new_tokens import add_new_tokens, new_tokens, resize_embeddings
+from lf_ray.model.rope import scale_rope
 
 if TYPE_CHECKING:
     import torch
@@ -103,20 +104,22 @@ def _load_weights(cfg: LfRayConfig, task: ModelTask, dtype: torch.dtype, *, for_
     name = cfg.model.model_name_or_path
     resolved = resolve_model_path(name)
     auto_cls = AutoModelForSequenceClassification if task == "reward" else AutoModelForCausalLM
-    kwargs: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
-    if task == "reward":
-        kwargs["num_labels"] = 1
+    trust = cfg.model.trust_remote_code
+    kwargs: dict[str, Any] = {"trust_remote_code": trust}
     attn = _ATTN_IMPLEMENTATION.get(cfg.model.flash_attn)
     if attn:
         kwargs["attn_implementation"] = attn
     if problem := bitsandbytes_missing(cfg):
         raise ModelError(problem)
-    kwargs.update(quantization_kwargs(cfg, dtype, for_training=for_training))
     try:
+        config = AutoConfig.from_pretrained(
+            resolved, trust_remote_code=trust, **({"num_labels": 1} if task == "reward" else {})
+        )
+        scale_rope(config, cfg)
         if cfg.model.train_from_scratch:
-            config = AutoConfig.from_pretrained(resolved, **kwargs)
-            return auto_cls.from_config(config, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
-        return auto_cls.from_pretrained(resolved, dtype=dtype, **kwargs)
+            return auto_cls.from_config(config, dtype=dtype, **kwargs)
+        kwargs.update(quantization_kwargs(cfg, dtype, for_training=for_training))
+        return auto_cls.from_pretrained(resolved, config=config, dtype=dtype, **kwargs)
     except (OSError, ValueError) as err:
         raise load_error("model", name, resolved, err) from err
 
@@ -160,6 +163,8 @@ def load_model(
     model = _load_weights(cfg, task, choose_dtype(cfg, for_training=for_training), for_training=for_training)
     if task == "reward":
         model.config.pad_token_id = tokenizer.pad_token_id  # the classifier reads the last non-pad token
+    if cfg.model.rope_scaling:  # the saved tokenizer shows the length the scaled model takes
+        tokenizer.model_max_length = max(tokenizer.model_max_length, model.config.max_position_embeddings)
     if cfg.model.resize_vocab:
         resize_embeddings(model, tokenizer, new_tokens(cfg), seed=cfg.training.get("seed", 42))
     if for_training:

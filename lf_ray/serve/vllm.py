@@ -36,6 +36,24 @@ def _lora_config(cfg: LfRayConfig) -> dict[str, Any] | None:
     return {"dynamic_lora_loading_path": parents.pop(), "max_num_adapters_per_replica": cfg.serve.max_loras_per_replica}
 
 
+def _rope_overrides(cfg: LfRayConfig) -> dict[str, Any]:
+    """`rope_scaling` as vLLM's `hf_overrides`: the same RoPE settings the transformers engine would load."""
+    from transformers import AutoConfig
+
+    from lf_ray.model.loader import resolve_model_path
+    from lf_ray.model.rope import rope_overrides
+
+    name = cfg.model.model_name_or_path
+    try:
+        config = AutoConfig.from_pretrained(resolve_model_path(name), trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"`rope_scaling` with `infer_backend: vllm` reads the config of {name} to size the factor, and cannot: "
+            f"{err}. Fix: give a local model folder, or set `vllm_config: {{hf_overrides: {{rope_parameters: ...}}}}`"
+        ) from None
+    return rope_overrides(config, cfg)
+
+
 def vllm_llm_config(cfg: LfRayConfig) -> dict[str, Any]:
     """The `LLMConfig` (as a dict) for `cfg`: model id and source, vLLM engine keys, Serve deployment options."""
     if cfg.model.adapter_name_or_path:
@@ -57,6 +75,8 @@ def vllm_llm_config(cfg: LfRayConfig) -> dict[str, Any]:
         "trust_remote_code": model.trust_remote_code,
         "max_num_seqs": cfg.serve.max_ongoing_requests,
     }
+    if model.rope_scaling:
+        engine_kwargs["hf_overrides"] = _rope_overrides(cfg)
     lora = _lora_config(cfg)
     if lora is not None:
         engine_kwargs.update(enable_lora=True, max_lora_rank=model.vllm_max_lora_rank)

@@ -113,11 +113,11 @@ def test_a_key_that_is_not_needed_is_accepted_with_a_note():
 
 
 def test_the_cli_refuses_with_exit_status_2_and_no_traceback(tmp_path, capsys):
-    config = tmp_path / "rope.yaml"
-    config.write_text("model_name_or_path: builtin:tiny-llama\nrope_scaling: linear\n")
+    config = tmp_path / "shift.yaml"
+    config.write_text("model_name_or_path: builtin:tiny-llama\nshift_attn: true\n")
     assert main(["train", str(config), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert '`rope_scaling: "linear"` asks for RoPE scaling' in err
+    assert "`shift_attn: true` asks for LongLoRA's shift short attention" in err
     assert "Traceback" not in err
 
 
