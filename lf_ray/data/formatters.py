@@ -71,7 +71,11 @@ class FunctionFormatter(StringFormatter):
 
 @dataclass(frozen=True)
 class ToolFormatter:
-    """Renders the JSON list of tools into system text, and parses calls out of a reply."""
+    """Renders the JSON list of tools into system text, and parses calls out of a reply.
+
+    With `slots` (a template's `tools:` row, e.g. phi4_mini's `<|tool|>{{content}}<|/tool|>`) the tools JSON goes
+    into them as given rather than being described by the tool format, as LLaMA-Factory's StringFormatter does.
+    """
 
     tool_format: str = "default"
     slots: tuple[Slot, ...] = field(default=())
@@ -88,6 +92,8 @@ class ToolFormatter:
                 f"tools must be a JSON list of function descriptions, got {content[:200]!r} ({err.msg}); "
                 "fix the dataset's `tools` column"
             ) from None
+        if self.slots:
+            return "".join(slot for slot in StringFormatter(self.slots).apply(content=content) if isinstance(slot, str))
         return self.format.describe(tools) if tools else ""
 
     def extract(self, content: str) -> str | list[FunctionCall]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from lf_ray.data.formatters import EOS, FunctionFormatter, Slot, SpecialToken, StringFormatter, ToolFormatter
-from lf_ray.data.tool_formats import FunctionCall
+from lf_ray.data.tool_formats import FunctionCall, get_tool_format
 from lf_ray.errors import TemplateError
 
 if TYPE_CHECKING:
@@ -50,6 +50,7 @@ class Template:
     system_in_first_user: bool = False
     reasoning: bool = False
     enable_thinking: bool | None = True
+    empty_thought: str | None = None  # what an empty thought is written as, when not the two thought words
 
     # --- encoding -----------------------------------------------------------------------------------
 
@@ -178,7 +179,9 @@ class Template:
         return pattern.sub("", content).lstrip("\n")
 
     def thought_ids(self, tokenizer: PreTrainedTokenizerBase) -> list[int]:
-        return tokenizer.encode(self.thought_words[0] + self.thought_words[1], add_special_tokens=False)
+        """The ids of an empty thought (GLM-4.7 writes only the closing `</think>`)."""
+        empty = self.empty_thought if self.empty_thought is not None else self.thought_words[0] + self.thought_words[1]
+        return tokenizer.encode(empty, add_special_tokens=False)
 
     # --- tokenizer fixes, stop ids, tools -----------------------------------------------------------
 
@@ -205,8 +208,9 @@ class Template:
         self._require_tokens(tokenizer, self.special_tokens_used(), allow_new_tokens)
 
     def special_tokens_used(self) -> list[str]:
-        """Control tokens the template writes as text (`<|im_start|>`...), which must be single ids."""
-        texts = [
+        """Control tokens the template writes as text (`<|im_start|>`...) or names (`{token: <sep>}`), which must be
+        single ids."""
+        slots = [
             slot
             for formatter in (
                 self.format_user,
@@ -217,10 +221,10 @@ class Template:
                 self.format_prefix,
             )
             for slot in formatter.slots
-            if isinstance(slot, str)
         ]
-        found = {match for text in texts for match in _SPECIAL_LOOKING.findall(text)}
-        return sorted(found | set(self.stop_words))
+        found = {match for slot in slots if isinstance(slot, str) for match in _SPECIAL_LOOKING.findall(slot)}
+        named = {slot.token for slot in slots if isinstance(slot, SpecialToken) and slot.token}
+        return sorted(found | named | set(self.stop_words))
 
     def _require_tokens(self, tokenizer: PreTrainedTokenizerBase, tokens: list[str], allow_new: bool) -> None:
         vocab = tokenizer.get_vocab()
@@ -311,9 +315,25 @@ def _parse_slots(raw: list[Any], where: str) -> tuple[Slot, ...]:
     return tuple(slots)
 
 
+_TABLE_KEYS = (
+    "user", "assistant", "system", "function", "observation", "tools", "prefix", "tool_format", "default_system",
+    "stop_words", "thought_words", "empty_thought", "efficient_eos", "replace_eos", "replace_jinja_template",
+    "system_in_first_user", "reasoning",
+)  # fmt: skip
+
+
+def _check_keys(spec: dict[str, Any], where: str) -> None:
+    for key in spec:
+        if key not in _TABLE_KEYS:
+            close = difflib.get_close_matches(key, _TABLE_KEYS, n=1)
+            hint = f"did you mean `{close[0]}`? " if close else ""
+            raise TemplateError(f"unknown key `{key}` in {where}; {hint}the keys are: {', '.join(_TABLE_KEYS)}")
+
+
 def build_template(name: str, spec: dict[str, Any]) -> Template:
     """Apply LLaMA-Factory's defaults to one table entry."""
     where = f"{TABLE_PATH.name}:{name}"
+    _check_keys(spec, where)
 
     def slots(key: str, default: tuple[Slot, ...]) -> tuple[Slot, ...]:
         return _parse_slots(spec[key], f"{where}.{key}") if key in spec else default
@@ -323,6 +343,7 @@ def build_template(name: str, spec: dict[str, Any]) -> Template:
     user = slots("user", ("{{content}}",))
     assistant = slots("assistant", default_assistant)
     tool_format = spec.get("tool_format", "default")
+    get_tool_format(tool_format)  # an unknown name fails when the table loads, not at the first tool call
     return Template(
         name=name,
         format_user=StringFormatter(user),
@@ -330,7 +351,7 @@ def build_template(name: str, spec: dict[str, Any]) -> Template:
         format_system=StringFormatter(slots("system", ("{{content}}",))),
         format_function=FunctionFormatter(slots("function", assistant), tool_format=tool_format),
         format_observation=StringFormatter(slots("observation", user)),
-        format_tools=ToolFormatter(tool_format),
+        format_tools=ToolFormatter(tool_format, slots=slots("tools", ())),
         format_prefix=StringFormatter(slots("prefix", ())),
         default_system=spec.get("default_system", ""),
         stop_words=tuple(spec.get("stop_words", ())),
@@ -340,6 +361,7 @@ def build_template(name: str, spec: dict[str, Any]) -> Template:
         replace_jinja_template=bool(spec.get("replace_jinja_template", False)),
         system_in_first_user=bool(spec.get("system_in_first_user", False)),
         reasoning=bool(spec.get("reasoning", False)),
+        empty_thought=spec.get("empty_thought"),
     )
 
 

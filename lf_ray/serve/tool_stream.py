@@ -14,12 +14,32 @@ from lf_ray.data.tool_formats import FunctionCall
 TOOL_CALL_OPENERS: dict[str, tuple[str, ...]] = {
     "default": ("Action:",),
     "qwen": ("<tool_call>",),
+    "ling": ("<tool_call>",),
+    "qwen3_5": ("<tool_call>",),
+    "glm4_moe": ("<tool_call>",),
     "llama3": ("{", "["),
     "mistral": ("[", "{"),
+    "minimax1": ("<tool_calls>",),
+    "minimax2": ("<minimax:tool_call>", "<invoke "),
+    "seed_oss": ("<seed:tool_call>",),
+    "gemma4": ("<|tool_call>", "<|tool>"),  # the gemma4 templates wrap calls in <|tool> ... <tool|>
+    "lfm2": ("<|tool_call_start|>",),
 }
-"""How a reply that is a tool call starts, per tool format (after leading whitespace)."""
+"""How a reply that is a tool call starts, per tool format (after leading whitespace). glm4 has none (a call opens
+with the function's name): its replies stream as text and calls are still parsed at the end."""
 
-TOOL_CALL_TOKENS: dict[str, tuple[str, ...]] = {"qwen": ("<tool_call>", "</tool_call>")}
+_TAGGED_CALL = ("<tool_call>", "</tool_call>")
+TOOL_CALL_TOKENS: dict[str, tuple[str, ...]] = {
+    "qwen": _TAGGED_CALL,
+    "ling": _TAGGED_CALL,
+    "qwen3_5": _TAGGED_CALL,
+    "glm4_moe": (*_TAGGED_CALL, "<arg_key>", "</arg_key>", "<arg_value>", "</arg_value>"),
+    "minimax1": ("<tool_calls>", "</tool_calls>"),
+    "minimax2": ("<minimax:tool_call>", "</minimax:tool_call>"),
+    "seed_oss": ("<seed:tool_call>", "</seed:tool_call>"),
+    "gemma4": ("<|tool_call>", "<tool_call|>", '<|"|>'),
+    "lfm2": ("<|tool_call_start|>", "<|tool_call_end|>"),
+}
 """Tags the parser needs to see: kept in the text even where a tokenizer registers them as special tokens."""
 
 Extractor = Callable[[str], "str | list[FunctionCall]"]

@@ -7,8 +7,13 @@ import json
 import pytest
 
 from lf_ray.data.formatters import ToolFormatter
-from lf_ray.data.templates import get_template, resolve_template, template_table
-from lf_ray.data.tool_formats import TOOL_FORMATS, FunctionCall
+from lf_ray.data.templates import (
+    _add_extra_special_tokens,
+    build_template,
+    get_template,
+    resolve_template,
+    template_table,
+)
 from lf_ray.errors import TemplateError
 
 MULTITURN = [
@@ -188,22 +193,6 @@ def test_required_templates_are_in_the_table():
     assert required <= set(template_table())
 
 
-@pytest.mark.parametrize("name", ["default", "qwen", "llama3", "mistral"])
-def test_tool_formats_round_trip(name):
-    tool_format = TOOL_FORMATS[name]
-    calls = [FunctionCall("get_weather", '{"city": "Paris"}'), FunctionCall("get_time", '{"zone": "UTC"}')]
-    assert tool_format.extract_calls(tool_format.format_calls(calls)) == calls
-    assert tool_format.extract_calls("just text") == "just text"
-    assert "get_weather" in tool_format.describe([WEATHER_TOOL])
-
-
-def test_default_tool_description_lists_arguments():
-    text = TOOL_FORMATS["default"].describe([WEATHER_TOOL])
-    assert "> Tool Name: get_weather\nTool Description: Get the current weather\nTool Args:\n" in text
-    assert "  - city (string, required): City name\n" in text
-    assert "Action: tool name (one of [get_weather])" in text
-
-
 def test_the_configs_tool_format_replaces_the_templates():
     from lf_ray.config import prepare_config
     from lf_ray.data.tokenizer_spec import tokenizer_spec
@@ -214,3 +203,18 @@ def test_the_configs_tool_format_replaces_the_templates():
     assert (own.format_tools.tool_format, qwen.format_tools.tool_format) == ("llama3", "qwen")
     tools = json.dumps([WEATHER_TOOL])
     assert qwen.format_tools.apply(tools) == ToolFormatter("qwen").apply(tools) != own.format_tools.apply(tools)
+
+
+def test_named_token_slots_must_be_single_ids(llama_tokenizer):
+    """A `{token: <sep>}` slot stands for one id: a tokenizer without that token is refused, not given None."""
+    assert "<sep>" in get_template("yuan").special_tokens_used()
+    _add_extra_special_tokens(llama_tokenizer, ["<eod>"])  # yuan's stop word
+    with pytest.raises(TemplateError, match=r"needs the special token\(s\) <sep>, which the tokenizer"):
+        resolve_template(llama_tokenizer, "yuan")
+
+
+def test_a_table_row_with_an_unknown_key_is_refused():
+    with pytest.raises(TemplateError, match=r"unknown key `empty_thougth` in templates.yaml:x; did you mean `empty_t"):
+        build_template("x", {"user": ["{{content}}"], "empty_thougth": "</think>"})
+    with pytest.raises(TemplateError, match="unknown tool_format `qwen9`"):
+        build_template("x", {"tool_format": "qwen9"})
