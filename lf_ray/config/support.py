@@ -47,8 +47,9 @@ QUANTIZED_EXPORT = Refusal(
     "export in full precision and quantize the exported folder with a separate tool",
 )
 KERNELS = Refusal(
-    "GPU kernels (Unsloth, Liger, LLaMA-Factory's v1 kernels)",
-    "remove it; lf-ray trains with transformers' own attention (SDPA, or flash attention with `flash_attn`)",
+    "Unsloth's patched model and trainer, or LLaMA-Factory's v1 kernels",
+    "remove it: Unsloth patches one process on one GPU, while lf-ray trains in a Ray Train worker group; for fused "
+    "GPU kernels use `enable_liger_kernel: true`, and `flash_attn: fa2` for flash attention",
 )
 SWANLAB = Refusal("SwanLab tracking", "use `report_to: mlflow` (or tensorboard, wandb)")
 PROFILER = Refusal("the torch profiler", "remove the profiler keys")
@@ -73,10 +74,7 @@ REFUSED: dict[str, Refusal] = {
     "offload_folder": Refusal("offloading weights to disk", REMOVE),
     "shift_attn": Refusal("LongLoRA's shift short attention", REMOVE),
     "mixture_of_depths": Refusal("Mixture-of-Depths", REMOVE),
-    "moe_aux_loss_coef": Refusal("an MoE router loss coefficient", "set it in the model's config.json"),
-    "upcast_layernorm": Refusal("layer norms upcast to fp32", REMOVE),
-    "upcast_lmhead_output": Refusal("the lm_head output upcast to fp32", REMOVE),
-    **_family(KERNELS, "use_unsloth", "use_unsloth_gc", "enable_liger_kernel", "use_v1_kernels"),
+    **_family(KERNELS, "use_unsloth", "use_v1_kernels"),
     **_family(
         MULTIMODAL,
         "image_max_pixels",

@@ -3,9 +3,9 @@
     model, tokenizer = load_model(cfg, for_training=True)                 # pt / sft / dpo / kto
     model, tokenizer = load_model(cfg, for_training=True, task="reward")  # rm: one-logit sequence classifier
 
-LLaMA-Factory's `load_model` + the training half of its `patcher`: gradient checkpointing, `use_cache` off,
-embeddings resized to the tokenizer (`model.new_tokens`), then `apply_finetuning`; QLoRA's quantized loading is
-`model.quantization`'s.
+LLaMA-Factory's `load_model` + its `patcher`: RoPE scaling (`model.rope`), the training preparation
+(`model.preparation`: checkpointing, upcasts, MoE router loss), embeddings resized to the tokenizer
+(`model.new_tokens`), then `apply_finetuning`; QLoRA's quantized loading is `model.quantization`'s.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from lf_ray.errors import ConfigError, ModelError
 from lf_ray.model.adapters import apply_finetuning, trainable_parameter_summary
 from lf_ray.model.loader import load_error, load_tokenizer, resolve_model_path
 from lf_ray.model.new_tokens import add_new_tokens, new_tokens, resize_embeddings
+from lf_ray.model.preparation import configure_moe, prepare_for_training
 from lf_ray.model.rope import scale_rope
 
 if TYPE_CHECKING:
@@ -116,28 +117,14 @@ def _load_weights(cfg: LfRayConfig, task: ModelTask, dtype: torch.dtype, *, for_
             resolved, trust_remote_code=trust, **({"num_labels": 1} if task == "reward" else {})
         )
         scale_rope(config, cfg)
+        if for_training:
+            configure_moe(config, cfg)
         if cfg.model.train_from_scratch:
             return auto_cls.from_config(config, dtype=dtype, **kwargs)
         kwargs.update(quantization_kwargs(cfg, dtype, for_training=for_training))
         return auto_cls.from_pretrained(resolved, config=config, dtype=dtype, **kwargs)
     except (OSError, ValueError) as err:
         raise load_error("model", name, resolved, err) from err
-
-
-def _prepare_for_training(model: PreTrainedModel, cfg: LfRayConfig) -> None:
-    """KV cache off, and gradient checkpointing unless `disable_gradient_checkpointing`."""
-    model.config.use_cache = False
-    if cfg.model.disable_gradient_checkpointing or not model.supports_gradient_checkpointing:
-        return
-    kwargs = {"use_reentrant": cfg.model.use_reentrant_gc}
-    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-    if cfg.finetuning.finetuning_type != "full":
-        # Frozen embeddings give checkpointed blocks inputs without grad: their trainable weights would get none.
-        model.enable_input_require_grads()
-    logger.info("Gradient checkpointing on (use_reentrant=%s).", cfg.model.use_reentrant_gc)
 
 
 def load_model(
@@ -168,7 +155,7 @@ def load_model(
     if cfg.model.resize_vocab:
         resize_embeddings(model, tokenizer, new_tokens(cfg), seed=cfg.training.get("seed", 42))
     if for_training:
-        _prepare_for_training(model, cfg)
+        prepare_for_training(model, cfg)
     else:
         model.config.use_cache = cfg.model.use_kv_cache
     model = apply_finetuning(model, cfg, is_trainable=for_training)

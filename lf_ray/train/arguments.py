@@ -14,8 +14,9 @@ What goes in, later entries winning:
    `warmup_steps`, `disable_shuffling` a sequential sampler; `logging_dir` and `fp8` are environment variables
    (see `training_environment`); `overwrite_output_dir` is the launcher's resume rule; `save_safetensors` is
    always on in transformers 5;
-4. the stage's own keys (`pref_beta` → `beta`, `pref_loss` → `loss_type`, ...), and LLaMA-Factory's GaLore /
-   APOLLO keys as transformers' own low-rank optimizers (`low_rank_optimizer`);
+4. the stage's own keys (`pref_beta` → `beta`, `pref_loss` → `loss_type`, ...), LLaMA-Factory's GaLore /
+   APOLLO keys as transformers' own low-rank optimizers (`low_rank_optimizer`), `enable_liger_kernel` as
+   `use_liger_kernel`;
 5. fixed choices: `output_dir`, `remove_unused_columns=False` (collators pick their columns), `report_to`
    (default "none"), and no mixed precision on a machine without an accelerator;
 6. `overrides` (what the launcher decides: a resolved DeepSpeed dict, a Ray storage path, ...).
@@ -94,6 +95,8 @@ def build_training_arguments(
     values.update(_lf_training_keys(cfg, fields))
     values.update(_stage_values(cfg, fields))
     values.update(low_rank_optimizer(cfg))
+    if cfg.model.enable_liger_kernel:  # transformers patches the model with Liger's Triton kernels
+        values["use_liger_kernel"] = True
     values.update(output_dir=output_dir, remove_unused_columns=False, report_to=cfg.get("report_to") or "none")
     values.update(precision_flags(cfg, has_accelerator=_has_accelerator()))
     values.update(overrides or {})

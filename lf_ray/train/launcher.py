@@ -148,6 +148,7 @@ def training_problems(cfg: LfRayConfig, *, require_inputs: bool = False) -> list
         problems.append(str(err))
         cluster_gpus = None
     problems += _deepspeed_problems(cfg, cluster_gpus)
+    problems += _gpu_only_problems(cfg, cluster_gpus)
     if problem := bitsandbytes_missing(cfg):
         problems.append(problem)
     if cluster_gpus is not None and (problem := gpus_missing(cfg.ray, cluster_gpus)):
@@ -210,6 +211,34 @@ def _deepspeed_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[st
     return []
 
 
+GPU_ONLY_KEYS = ("enable_liger_kernel", "use_unsloth_gc")
+"""Speed-ups that only act on CUDA devices: Liger's Triton kernels, activations offloaded from GPU memory."""
+
+
+def _gpu_only_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[str]:
+    """GPU-only keys on workers that train on CPUs (they would do nothing), or without their package."""
+    import importlib.util
+
+    asked = [key for key in GPU_ONLY_KEYS if getattr(cfg.model, key)]
+    if not asked:
+        return []
+    problems = []
+    if cluster_gpus is None:  # the run starts a Ray on this machine
+        import torch
+
+        cluster_gpus = float(torch.cuda.device_count())
+    if worker_resources(cfg.ray, cluster_gpus).get("GPU", 0) <= 0:
+        keys = ", ".join(f"`{key}`" for key in asked)
+        problems.append(
+            f"{keys} speed up training on CUDA GPUs, but the workers of this run train on CPUs (the Ray cluster "
+            f"has {cluster_gpus:g} GPUs, resources_per_worker {cfg.ray.resources_per_worker}); remove "
+            f"{'it' if len(asked) == 1 else 'them'} for CPU runs, or train on GPU workers"
+        )
+    if cfg.model.enable_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
+        problems.append("`enable_liger_kernel` needs the liger-kernel package: `pip install liger-kernel`")
+    return problems
+
+
 def _model_problems(cfg: LfRayConfig) -> list[str]:
     """What `check_model_fits_finetuning` finds first (LoRA/freeze targets, adapters, the model folder), if any."""
     try:
@@ -255,6 +284,7 @@ def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
 
     from lf_ray.model.adapters import check_finetuning
     from lf_ray.model.loader import resolve_model_path
+    from lf_ray.model.preparation import configure_moe
 
     name = cfg.model.model_name_or_path
     if storage.is_uri(name) and not cfg.model.trust_remote_code:  # the skeleton needs config.json, not the weights
@@ -267,6 +297,7 @@ def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
     with init_empty_weights():
         skeleton = model_class.from_config(config, trust_remote_code=cfg.model.trust_remote_code)
     check_finetuning(skeleton, cfg)
+    configure_moe(config, cfg)  # a router loss on a model without a router is refused here, not on a worker
 
 
 @contextlib.contextmanager
