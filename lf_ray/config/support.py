@@ -123,7 +123,6 @@ REFUSED: dict[str, Refusal] = {
     "eval_on_each_dataset": Refusal(
         "one evaluation per eval dataset", "run `lf-ray eval` once per dataset (one name in eval_dataset)"
     ),
-    "preserve_thinking": Refusal("the thinking of earlier turns kept in reasoning templates", REMOVE),
     # generating, eval
     "num_beams": Refusal("beam search", REMOVE + "; lf-ray samples or decodes greedily"),
     "length_penalty": Refusal("a beam-search length penalty", REMOVE),

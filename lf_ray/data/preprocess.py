@@ -70,7 +70,7 @@ FORMAT_VERSION = 2  # the artifact's row layout; a change invalidates cached art
 FINGERPRINTED_DATA_KEYS = (
     "template", "cutoff_len", "train_on_prompt", "mask_history", "mix_strategy", "interleave_probs",
     "max_samples", "val_size", "packing", "neat_packing", "tool_format", "default_system", "enable_thinking",
-    "preprocessing_batch_size",
+    "preserve_thinking", "preprocessing_batch_size",
 )  # fmt: skip
 MAX_DROP_EXAMPLES = 5
 _IDS = pa.list_(pa.int32())

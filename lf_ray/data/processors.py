@@ -75,7 +75,8 @@ def encode_supervised(template: Template, tokenizer: PreTrainedTokenizerBase, ro
     if not _needs_question_last(row) or len(row["_response"]) != 1:
         return _dropped("supervised", _shape_reason(row, "sft needs a conversation ending in exactly one answer"))
     messages = row["_prompt"] + row["_response"]
-    pairs = template.encode_multiturn(tokenizer, messages, row["_system"], row["_tools"])
+    discard = cfg.mask_history and not template.preserve_thinking
+    pairs = template.encode_multiturn(tokenizer, messages, row["_system"], row["_tools"], discard)
     full_length = sum(len(source) + len(target) for source, target in pairs)
     eos_id = tokenizer.eos_token_id
     total_length = 1 if template.efficient_eos else 0

@@ -50,6 +50,7 @@ class Template:
     system_in_first_user: bool = False
     reasoning: bool = False
     enable_thinking: bool | None = True
+    preserve_thinking: bool = False  # keep the thoughts of earlier assistant turns (reasoning templates)
     empty_thought: str | None = None  # what an empty thought is written as, when not the two thought words
 
     # --- encoding -----------------------------------------------------------------------------------
@@ -61,7 +62,8 @@ class Template:
         system: str | None = None,
         tools: str | None = None,
     ) -> tuple[list[int], list[int]]:
-        """All turns but the last become the prompt; the last message is the response."""
+        """All turns but the last become the prompt; the last message is the response. Earlier assistant turns
+        lose their thoughts unless `preserve_thinking`, as a reasoning model's chat template drops them."""
         if self.reasoning:
             messages = self._strip_history_thoughts(messages)
         encoded = self._encode(tokenizer, messages, system, tools)
@@ -80,15 +82,24 @@ class Template:
         messages: list[Message],
         system: str | None = None,
         tools: str | None = None,
+        discard_history_thoughts: bool = False,
     ) -> list[tuple[list[int], list[int]]]:
-        """One (prompt ids, response ids) pair per user/assistant exchange."""
-        if self.reasoning and self.enable_thinking is False:
+        """One (prompt ids, response ids) pair per user/assistant exchange.
+
+        `discard_history_thoughts` (reasoning templates; sft with `mask_history` and without `preserve_thinking`,
+        as LLaMA-Factory 0.9.5): the earlier answers lose their thoughts, and only the last gets an empty one.
+        """
+        last = len(messages) - 1
+        if self.reasoning:
             messages = [
-                {**m, "content": self.remove_thought(m["content"])} if i % 2 else m for i, m in enumerate(messages)
+                {**m, "content": self.remove_thought(m["content"])}
+                if i % 2 and (self.enable_thinking is False or (discard_history_thoughts and i < last))
+                else m
+                for i, m in enumerate(messages)
             ]
         encoded = self._encode(tokenizer, messages, system, tools)
         if self.reasoning:
-            for i in range(0, len(messages), 2):
+            for i in [last - 1] if discard_history_thoughts else range(0, len(messages), 2):
                 if not self._has_thought(messages[i + 1]["content"]):
                     if self.enable_thinking:
                         encoded[i + 1] = self.thought_ids(tokenizer) + encoded[i + 1]
@@ -168,7 +179,7 @@ class Template:
 
     def _strip_history_thoughts(self, messages: list[Message]) -> list[Message]:
         messages = copy.deepcopy(messages)
-        for i in range(1, len(messages) - 2, 2):
+        for i in range(1, len(messages) - 2, 2) if not self.preserve_thinking else ():
             messages[i]["content"] = self.remove_thought(messages[i]["content"])
         if self.enable_thinking is False:
             messages[-1]["content"] = self.remove_thought(messages[-1]["content"])
@@ -249,6 +260,7 @@ class Template:
         tool_format: str | None = None,
         default_system: str | None = None,
         enable_thinking: bool | None = True,
+        preserve_thinking: bool = False,
     ) -> Template:
         """A copy with the config's overrides; the shared table is never mutated."""
         changes: dict[str, Any] = {}
@@ -259,7 +271,7 @@ class Template:
         if default_system is not None:
             changes["default_system"] = default_system
         if self.reasoning:
-            changes["enable_thinking"] = enable_thinking
+            changes.update(enable_thinking=enable_thinking, preserve_thinking=preserve_thinking)
         return dataclasses.replace(self, **changes)
 
 
@@ -391,6 +403,7 @@ def resolve_template(
     tool_format: str | None = None,
     default_system: str | None = None,
     enable_thinking: bool | None = True,
+    preserve_thinking: bool = False,
     train_on_prompt: bool = False,
     resize_vocab: bool = False,
 ) -> Template:
@@ -407,7 +420,10 @@ def resolve_template(
             "set `train_on_prompt: false` or choose another template"
         )
     template = template.with_options(
-        tool_format=tool_format, default_system=default_system, enable_thinking=enable_thinking
+        tool_format=tool_format,
+        default_system=default_system,
+        enable_thinking=enable_thinking,
+        preserve_thinking=preserve_thinking,
     )
     template.fix_special_tokens(tokenizer, allow_new_tokens=resize_vocab)
     return template

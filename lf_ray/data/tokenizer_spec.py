@@ -25,6 +25,7 @@ class TokenizerSpec:
     tool_format: str | None
     default_system: str | None
     enable_thinking: bool | None
+    preserve_thinking: bool
     train_on_prompt: bool
     resize_vocab: bool
     trust_remote_code: bool
@@ -47,6 +48,7 @@ class TokenizerSpec:
             tool_format=self.tool_format,
             default_system=self.default_system,
             enable_thinking=self.enable_thinking,
+            preserve_thinking=self.preserve_thinking,
             train_on_prompt=self.train_on_prompt,
             resize_vocab=self.resize_vocab,
         )
@@ -62,6 +64,7 @@ def tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
         tool_format=data.tool_format,
         default_system=data.default_system,
         enable_thinking=data.enable_thinking,
+        preserve_thinking=data.preserve_thinking,
         train_on_prompt=data.train_on_prompt,
         resize_vocab=model.resize_vocab,
         trust_remote_code=model.trust_remote_code,

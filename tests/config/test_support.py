@@ -91,9 +91,10 @@ def test_keys_of_one_feature_are_reported_together():
 
 
 def test_llama_factory_0_9_5_keys_load_and_are_refused():
-    keys = ["preserve_thinking=true", "use_hyper_parallel=true", "hyper_parallel_args=hp.json"]
+    keys = ["use_hyper_parallel=true", "hyper_parallel_args=hp.json"]
     keys += ["enable_torch_profiler=true", "profiler_wait_steps=2", "profile_modules=x"]
-    cfg = load_config(None, ["model_name_or_path=builtin:tiny-llama", "use_asft_loss=true", "asft_alpha=0.2", *keys])
+    implemented = ["use_asft_loss=true", "asft_alpha=0.2", "preserve_thinking=true"]
+    cfg = load_config(None, ["model_name_or_path=builtin:tiny-llama", *implemented, *keys])
     assert cfg.get("profiler_wait_steps") == 2 and cfg.data.preserve_thinking is True
     assert cfg.finetuning.use_asft_loss is True and cfg.finetuning.asft_alpha == 0.2  # implemented: no "unknown key"
     with pytest.raises(ConfigError) as err:

@@ -172,6 +172,37 @@ def test_qwen3_keeps_a_real_thought_and_strips_history_thoughts(qwen_tokenizer):
     assert _decode(qwen_tokenizer, answer) == "<think>\nadd again\n</think>\n\n4<|im_end|>\n"
 
 
+THOUGHTFUL = [
+    {"role": "user", "content": "1+1?"},
+    {"role": "assistant", "content": "<think>\nadd\n</think>\n\n2"},
+    {"role": "user", "content": "2+2?"},
+    {"role": "assistant", "content": "4"},
+]
+
+
+def test_preserve_thinking_keeps_the_history_thoughts(qwen_tokenizer):
+    template = resolve_template(qwen_tokenizer, "qwen3", preserve_thinking=True)
+    prompt, answer = template.encode_oneturn(qwen_tokenizer, THOUGHTFUL)
+    assert "<|im_start|>assistant\n<think>\nadd\n</think>\n\n2<|im_end|>" in _decode(qwen_tokenizer, prompt)
+    assert _decode(qwen_tokenizer, answer) == "<think>\n\n</think>\n\n4<|im_end|>\n"
+
+
+@pytest.mark.parametrize("preserve", [False, True])
+def test_mask_history_drops_history_thoughts_unless_preserve_thinking(qwen_tokenizer, preserve):
+    """LLaMA-Factory 0.9.5: sft with mask_history trains on the last answer, whose context has no earlier thoughts;
+    only the last answer gets an empty thought."""
+    from lf_ray.data.processors import EncodeSettings, encode_supervised
+
+    template = resolve_template(qwen_tokenizer, "qwen3", preserve_thinking=preserve)
+    row = {"_prompt": THOUGHTFUL[:3], "_response": THOUGHTFUL[3:], "_system": "", "_tools": ""}
+    encoded = encode_supervised(template, qwen_tokenizer, row, EncodeSettings(1024, mask_history=True))
+    text = _decode(qwen_tokenizer, encoded["input_ids"])
+    answer = [i for i, label in zip(encoded["input_ids"], encoded["labels"], strict=True) if label != -100]
+    first_answer = "<think>\nadd\n</think>\n\n2" if preserve else "2"
+    assert f"<|im_start|>assistant\n{first_answer}<|im_end|>\n<|im_start|>user\n2+2?" in text
+    assert _decode(qwen_tokenizer, answer) == "<think>\n\n</think>\n\n4<|im_end|>\n"
+
+
 def test_template_needing_tokens_the_tokenizer_lacks_is_refused(llama_tokenizer):
     with pytest.raises(TemplateError, match=r"needs the special token\(s\) <\|im_end\|>.*resize_vocab"):
         resolve_template(llama_tokenizer, "qwen")
