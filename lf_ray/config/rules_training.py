@@ -110,6 +110,13 @@ def pissa_with_reference_stage(cfg: LfRayConfig) -> str | None:
     return None
 
 
+def pissa_convert_without_pissa(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.pissa_convert and not ft.pissa_init:
+        return "`pissa_convert` converts a PiSSA adapter to plain LoRA, but `pissa_init` is off; set it, or remove both"
+    return None
+
+
 _SFT_LOSSES = {"use_dft_loss": None, "use_eaft_loss": "eaft_alpha", "use_asft_loss": "asft_alpha"}
 
 
@@ -287,6 +294,7 @@ TRAINING_RULES = (
     several_optimizers,
     deepspeed_with_galore_or_apollo,
     pissa_with_reference_stage,
+    pissa_convert_without_pissa,
     sft_loss_variants,
     reference_model_unused,
     label_smoothing_without_sigmoid,

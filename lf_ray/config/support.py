@@ -128,7 +128,6 @@ REFUSED: dict[str, Refusal] = {
     "length_penalty": Refusal("a beam-search length penalty", REMOVE),
     "download_mode": Refusal("eval tasks downloaded from the hub", "put the task folder under task_dir"),
     # finetuning
-    "pissa_convert": Refusal("a PiSSA adapter converted to plain LoRA at save time", REMOVE),
     **_family(
         Refusal("OFT fine-tuning", "use finetuning_type lora, freeze or full"),
         "oft_rank",

@@ -56,10 +56,15 @@ class StageContext:
 
 
 def trainer_callbacks(ctx: StageContext) -> list[TrainerCallback]:
-    """The caller's callbacks, plus early stopping when `early_stopping_steps` is set."""
+    """The caller's callbacks, plus PiSSA's conversion (`pissa_convert`) and early stopping
+    (`early_stopping_steps`) when the config asks for them."""
     from transformers import EarlyStoppingCallback
 
     callbacks = list(ctx.callbacks)
+    if ctx.cfg.finetuning.pissa_convert:
+        from lf_ray.train.pissa_convert import PissaConvertCallback
+
+        callbacks.append(PissaConvertCallback())
     if ctx.cfg.finetuning.early_stopping_steps is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ctx.cfg.finetuning.early_stopping_steps))
     return callbacks
