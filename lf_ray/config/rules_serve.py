@@ -1,4 +1,5 @@
-"""Cross-field rules about serving: replicas vs autoscaling, ports, batching and adapter names.
+"""Cross-field rules about generating and serving: beams, replicas vs autoscaling, ports, batching and adapter
+names.
 
 Each rule returns None or one message: what is wrong, which keys, how to fix it. `rules.validate_config`
 runs them all.
@@ -12,6 +13,18 @@ from lf_ray.errors import ConfigError
 
 if TYPE_CHECKING:
     from lf_ray.config.loader import LfRayConfig
+
+
+def beam_settings(cfg: LfRayConfig) -> str | None:
+    beams = cfg.data.eval_num_beams or cfg.generating.num_beams
+    if beams < 1:
+        return f"`num_beams` / `eval_num_beams` is {beams}; use 1 (no beam search) or more"
+    if beams == 1 and cfg.generating.length_penalty != 1.0:
+        return (
+            f"`length_penalty: {cfg.generating.length_penalty}` scores beam-search candidates, but there is one beam; "
+            "set `num_beams` (or `eval_num_beams`) above 1, or remove it"
+        )
+    return None
 
 
 def replicas_and_autoscaling(cfg: LfRayConfig) -> str | None:
@@ -67,4 +80,11 @@ def lora_module_names(cfg: LfRayConfig) -> str | None:
     return None
 
 
-SERVE_RULES = (replicas_and_autoscaling, autoscaling_bounds, api_port_range, batching_limits, lora_module_names)
+SERVE_RULES = (
+    beam_settings,
+    replicas_and_autoscaling,
+    autoscaling_bounds,
+    api_port_range,
+    batching_limits,
+    lora_module_names,
+)

@@ -118,14 +118,11 @@ REFUSED: dict[str, Refusal] = {
     ),
     **_family(SGLANG, "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config", "sglang_lora_backend"),
     # data
-    "eval_num_beams": Refusal("beam search in predict_with_generate", REMOVE),
     "ignore_pad_token_for_loss": Refusal("pad tokens counted in the loss", REMOVE),
     "eval_on_each_dataset": Refusal(
         "one evaluation per eval dataset", "run `lf-ray eval` once per dataset (one name in eval_dataset)"
     ),
     # generating, eval
-    "num_beams": Refusal("beam search", REMOVE + "; lf-ray samples or decodes greedily"),
-    "length_penalty": Refusal("a beam-search length penalty", REMOVE),
     "download_mode": Refusal("eval tasks downloaded from the hub", "put the task folder under task_dir"),
     # finetuning
     **_family(

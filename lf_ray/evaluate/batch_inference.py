@@ -74,7 +74,8 @@ class LossBatch(_ModelActor):
 
 
 class GenerateBatch(_ModelActor):
-    """Greedy or sampled continuations of each prompt, stopping at the template's stop tokens, as LF's
+    """Greedy, sampled or beam-searched (`num_beams`, `eval_num_beams`, `length_penalty`) continuations of each
+    prompt, stopping at the template's stop tokens, as LF's
     predictions file lines (`prompt`, `predict`, `label`) with each row's similarity scores; with
     `base_config`, also the continuations of the base model (the same model without its adapters)."""
 
@@ -115,6 +116,8 @@ class GenerateBatch(_ModelActor):
         input_ids = torch.tensor(_pad(prompts, self.pad_id, left=True))
         mask = torch.tensor(_pad([[1] * len(row) for row in prompts], 0, left=True))
         kwargs = self.cfg.generating.generation_kwargs()
+        if self.cfg.data.eval_num_beams:  # LLaMA-Factory's beams for predictions, over `num_beams`
+            kwargs["num_beams"] = self.cfg.data.eval_num_beams
         if not kwargs["do_sample"]:  # transformers warns about sampling settings that greedy decoding ignores
             kwargs = {k: v for k, v in kwargs.items() if k not in ("temperature", "top_p", "top_k")}
         with torch.inference_mode():

@@ -25,6 +25,12 @@ def check_serve_config(cfg: LfRayConfig) -> None:
             f"`infer_backend: {cfg.model.infer_backend}` cannot serve with lf-ray. Fix: use huggingface "
             "(transformers, CPU or GPU) or vllm (Ray Serve LLM, GPU)."
         )
+    if cfg.generating.num_beams > 1:
+        raise ConfigError(
+            f"`num_beams: {cfg.generating.num_beams}`: the serving engines decode one sequence per request (greedy "
+            "or sampled), and the OpenAI API has no beams. Fix: remove it for serving; `lf-ray eval` predictions "
+            "(`predict_with_generate`) use beam search."
+        )
 
 
 def model_deployment_options(cfg: LfRayConfig, *, cluster_gpus: float = 0) -> dict[str, Any]:

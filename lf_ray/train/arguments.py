@@ -193,6 +193,8 @@ def _stage_values(cfg: LfRayConfig, fields: set[str]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     if "max_length" in fields:  # rows are already cut to cutoff_len by the preprocess step
         values["max_length"] = cfg.data.cutoff_len
+    if cfg.data.eval_num_beams and "generation_num_beams" in fields:  # beams of predict_with_generate
+        values["generation_num_beams"] = cfg.data.eval_num_beams
     if ft.stage in ("dpo", "kto") and "prediction_loss_only" not in cfg.training:
         # TRL's DPO / KTO trainers log their metrics themselves; asking for predictions makes them recompute
         # full-vocabulary logits for every evaluation batch

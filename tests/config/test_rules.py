@@ -141,6 +141,7 @@ CASES = {
         {"init_special_tokens": "desc_init_w_noise"},
         "which `new_special_tokens_config` gives",
     ),
+    "beam_settings": ({"length_penalty": 0.5}, "`length_penalty: 0.5` scores beam-search candidates"),
     "pissa_convert_without_pissa": ({"pissa_convert": True}, "`pissa_convert` converts a PiSSA adapter"),
     "sft_loss_variants": ({"use_dft_loss": True, "use_eaft_loss": True}, "are alternative SFT losses"),
     "reference_model_unused": ({"ref_model": "builtin:tiny-llama"}, "`ref_model` is the reference of stage dpo"),
