@@ -118,7 +118,6 @@ REFUSED: dict[str, Refusal] = {
     ),
     **_family(SGLANG, "sglang_maxlen", "sglang_mem_fraction", "sglang_tp_size", "sglang_config", "sglang_lora_backend"),
     # data
-    "ignore_pad_token_for_loss": Refusal("pad tokens counted in the loss", REMOVE),
     "eval_on_each_dataset": Refusal(
         "one evaluation per eval dataset", "run `lf-ray eval` once per dataset (one name in eval_dataset)"
     ),

@@ -80,13 +80,15 @@ class SupervisedCollator:
     attn_implementation: str | None = None
     mask_dtype: torch.dtype = torch.float32
     pad_to_multiple_of: int | None = None
+    label_pad_token_id: int = IGNORE_INDEX
+    """What padding is labelled with: -100 (no loss), or the pad id when `ignore_pad_token_for_loss` is off."""
 
     def __call__(self, features: Features) -> Batch:
         multiple = self.pad_to_multiple_of
         batch = {
             "input_ids": pad_right([f["input_ids"] for f in features], self.pad_token_id, multiple),
             "attention_mask": pad_right([f["attention_mask"] for f in features], 0, multiple),
-            "labels": pad_right([f["labels"] for f in features], IGNORE_INDEX, multiple),
+            "labels": pad_right([f["labels"] for f in features], self.label_pad_token_id, multiple),
         }
         if features[0].get("position_ids") is not None:
             batch["position_ids"] = pad_right([f["position_ids"] for f in features], 0, multiple)

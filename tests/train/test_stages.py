@@ -234,3 +234,17 @@ def test_every_trainable_stage_of_the_table_has_a_builder_and_the_config_knows_e
     for stage in TRAINABLE_STAGES:
         assert callable(importlib.import_module(STAGES[stage].trainer).build_trainer)
     assert set(get_args(Stage)) == set(STAGES)
+
+
+@pytest.mark.parametrize("ignore", [True, False])
+def test_ignore_pad_token_for_loss_off_labels_the_padding_with_the_pad_id(ignore, encoded, tiny_llama_path, tmp_path):
+    tokenizer, rows = encoded("sft")
+    cfg = stage_config("sft", f"ignore_pad_token_for_loss={str(ignore).lower()}")
+    args = build_training_arguments(cfg, output_dir=str(tmp_path))
+    model = lora(load_causal_lm(tiny_llama_path))
+    collator = build_trainer(StageContext(cfg, model, tokenizer, args, datasets.Dataset.from_list(rows))).data_collator
+    short, long = sorted(rows[:2], key=lambda row: len(row["input_ids"]))
+    columns = ("input_ids", "attention_mask", "labels")
+    labels = collator([{key: row[key] for key in columns} for row in (short, long)])["labels"][0]
+    padding = labels[len(short["input_ids"]) :]
+    assert len(padding) > 0 and set(padding.tolist()) == {-100 if ignore else tokenizer.pad_token_id}

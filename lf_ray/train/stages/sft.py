@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from transformers import Seq2SeqTrainer
 
+from lf_ray.constants import IGNORE_INDEX
 from lf_ray.errors import ConfigError
 from lf_ray.train.collators import SupervisedCollator
 from lf_ray.train.stages.base import StageContext, reference_model, trainer_callbacks
@@ -61,6 +62,7 @@ def build_trainer(ctx: StageContext) -> Seq2SeqTrainer:
         attn_implementation=getattr(ctx.model.config, "_attn_implementation", None),
         mask_dtype=ctx.model.dtype,
         pad_to_multiple_of=8 if ctx.training_args.do_train else ctx.pad_to_multiple_of,  # LLaMA-Factory's choice
+        label_pad_token_id=IGNORE_INDEX if ctx.cfg.data.ignore_pad_token_for_loss else ctx.pad_token_id,
     )
     accuracy = ctx.cfg.finetuning.compute_accuracy
     common = {
