@@ -92,7 +92,6 @@ REFUSED: dict[str, Refusal] = {
         "freeze_multi_modal_projector",
         "freeze_language_model",
     ),
-    "export_device": Refusal("a choice of export device", REMOVE + ": lf-ray merges on the CPU of the export task"),
     **_family(
         QUANTIZED_EXPORT,
         "export_quantization_bit",
@@ -104,7 +103,6 @@ REFUSED: dict[str, Refusal] = {
         ".bin weights in the export",
         REMOVE + ": transformers 5 saves safetensors only, which every current engine reads",
     ),
-    "export_hub_model_id": Refusal("pushing the export to the hub", "upload export_dir yourself (`hf upload ID DIR`)"),
     **_family(
         KTRANSFORMERS,
         "use_kt",
@@ -195,6 +193,7 @@ NOT_NEEDED: dict[str, str] = {
     "save_safetensors": "transformers 5 always saves safetensors (`false` is refused)",
     "master_addr": "Ray Train picks the rendezvous address of its worker group itself",
     "master_port": "Ray Train picks the rendezvous port of its worker group itself",
+    "export_device": "lf-ray merges on the CPU of the export task; the merged weights are the same on any device",
     "data_shared_file_system": "lf-ray tokenizes once, with Ray Data, and every worker reads the artifact from "
     "its storage (a shared path or an object store)",
 }

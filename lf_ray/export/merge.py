@@ -10,7 +10,8 @@ The folder is written atomically: an existing `export_dir` is replaced only once
 
 Not supported: merging into a quantized base (`quantization_bit`: export merges a QLoRA adapter into the
 full-precision base); refused when the config is read (`config.support`): quantized export
-(`export_quantization_bit`), `.bin` weights (`export_legacy_format`), pushing to the hub (`export_hub_model_id`).
+(`export_quantization_bit`) and `.bin` weights (`export_legacy_format`). `export_hub_model_id` pushes the
+committed folder to the hub (`export.hub`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from lf_ray.artifacts import build_manifest, committed, write_json
 from lf_ray.constants import BUILTIN_PREFIX, MANIFEST_NAME
 from lf_ray.errors import ConfigError, TemplateError
 from lf_ray.export.chat_template import jinja_chat_template, ollama_modelfile
+from lf_ray.export.hub import check_hub_push, push_to_hub
 
 if TYPE_CHECKING:
     import torch
@@ -68,6 +70,8 @@ def check_export_config(cfg: LfRayConfig) -> None:
             "the full-precision base (export_quantization_bit is not supported yet)"
         )
     _check_not_a_source(cfg)
+    if model.export_hub_model_id:
+        check_hub_push(model.export_hub_model_id)
 
 
 def _check_not_a_source(cfg: LfRayConfig) -> None:
@@ -189,4 +193,6 @@ def run_export(cfg: LfRayConfig) -> ExportResult:
     logger.info(
         "Exported %s (%s, %d weight file(s)) to %s", cfg.model.model_name_or_path, dtype, len(shards), export_dir
     )
+    if cfg.model.export_hub_model_id:
+        push_to_hub(export_dir, cfg.model.export_hub_model_id)
     return ExportResult(export_dir=export_dir, files=files, shards=shards, merged=merged)
