@@ -58,10 +58,6 @@ SGLANG = Refusal("the SGLang inference engine", "use `infer_backend: huggingface
 
 REFUSED: dict[str, Refusal] = {
     # model
-    "cache_dir": Refusal("a hub download folder", "set HF_HOME (or HF_HUB_CACHE) in the environment"),
-    "model_revision": Refusal(
-        "a hub revision", "download it (`hf download ID --revision R --local-dir DIR`), point model_name_or_path at it"
-    ),
     "hf_hub_token": Refusal("a hub token in the config", "set HF_TOKEN in the environment"),
     **_family(
         Refusal("models from ModelScope or Modelers", "download the model and point model_name_or_path at the folder"),
@@ -69,7 +65,6 @@ REFUSED: dict[str, Refusal] = {
         "om_hub_token",
     ),
     "use_fast_tokenizer": Refusal("the slow (Python) tokenizer", REMOVE + ": lf-ray loads the fast tokenizer"),
-    "split_special_tokens": Refusal("special-token text tokenized as plain text", REMOVE),
     "low_cpu_mem_usage": Refusal("loading every weight into memory at once", REMOVE),
     "offload_folder": Refusal("offloading weights to disk", REMOVE),
     "shift_attn": Refusal("LongLoRA's shift short attention", REMOVE),

@@ -423,6 +423,8 @@ def preprocess_settings(cfg: LfRayConfig) -> dict[str, Any]:
         "predict_with_generate": bool(cfg.training.get("predict_with_generate")),
         "seed": cfg.training.get("seed", 42),
         "model": cfg.model.model_name_or_path,
+        "model_revision": cfg.model.model_revision,
+        "split_special_tokens": cfg.model.split_special_tokens,
         "resize_vocab": cfg.model.resize_vocab,
         "new_tokens": {"plain": list(tokens.plain), "special": list(tokens.special)},
         "dataset": list(data.dataset or []),

@@ -30,11 +30,20 @@ class TokenizerSpec:
     resize_vocab: bool
     trust_remote_code: bool
     new_tokens: NewTokens = field(default_factory=NewTokens)
+    revision: str = "main"
+    cache_dir: str | None = None
+    split_special_tokens: bool = False
 
     def load(self) -> tuple[PreTrainedTokenizerBase, Template]:
         from lf_ray.model.loader import load_tokenizer
 
-        tokenizer = load_tokenizer(self.model_path, trust_remote_code=self.trust_remote_code)
+        tokenizer = load_tokenizer(
+            self.model_path,
+            revision=self.revision,
+            cache_dir=self.cache_dir,
+            trust_remote_code=self.trust_remote_code,
+            split_special_tokens=self.split_special_tokens,
+        )
         add_new_tokens(tokenizer, self.new_tokens)
         return tokenizer, self.fix(tokenizer)
 
@@ -69,4 +78,7 @@ def tokenizer_spec(cfg: LfRayConfig) -> TokenizerSpec:
         resize_vocab=model.resize_vocab,
         trust_remote_code=model.trust_remote_code,
         new_tokens=new_tokens(cfg),
+        revision=model.model_revision,
+        cache_dir=model.cache_dir,
+        split_special_tokens=model.split_special_tokens,
     )

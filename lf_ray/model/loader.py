@@ -18,6 +18,8 @@ from lf_ray.model.builtin import BUILTIN_MODELS, builtin_name, materialize_built
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+    from lf_ray.config import LfRayConfig
+
 _PATH_PREFIXES = ("/", "./", "../", "~")
 
 
@@ -26,9 +28,15 @@ def looks_like_path(name_or_path: str) -> bool:
     return name_or_path.startswith(_PATH_PREFIXES) or name_or_path.count("/") > 1
 
 
-def resolve_model_path(name_or_path: str) -> str:
+def hub_location(cfg: LfRayConfig) -> dict[str, Any]:
+    """Where a hub id is fetched from: `model_revision` (branch, tag or commit) and `cache_dir`."""
+    return {"revision": cfg.model.model_revision, "cache_dir": cfg.model.cache_dir}
+
+
+def resolve_model_path(name_or_path: str, *, revision: str = "main", cache_dir: str | None = None) -> str:
     """`builtin:NAME` -> its built cache folder; a URI -> its node-local copy; a local folder -> itself; a hub id
-    -> unchanged."""
+    -> unchanged, or, with a `revision` other than main or a `cache_dir`, the folder of that snapshot (fetched once
+    into `cache_dir`, else the Hugging Face cache; HF_HUB_OFFLINE reads the cache only)."""
     if name_or_path.startswith(BUILTIN_PREFIX):
         return str(materialize_builtin(name_or_path))
     if storage.is_uri(name_or_path):
@@ -47,7 +55,23 @@ def resolve_model_path(name_or_path: str) -> str:
             f"Fix: check the path, or use a builtin model such as {BUILTIN_PREFIX}tiny-llama "
             f"(available: {', '.join(BUILTIN_PREFIX + n for n in BUILTIN_MODELS)})."
         )
+    if revision != "main" or cache_dir:
+        return _hub_snapshot(name_or_path, revision, cache_dir)
     return name_or_path
+
+
+def _hub_snapshot(repo_id: str, revision: str, cache_dir: str | None) -> str:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(repo_id, revision=revision, cache_dir=cache_dir)
+    except Exception as err:  # the hub client's HTTP and cache errors
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelError(
+            f"Cannot fetch {repo_id} at revision {revision!r} into {cache_dir or 'the Hugging Face cache'}: {reason} "
+            "Fix: check the id, the revision (a branch, tag or commit) and the network, or download it "
+            f"(`hf download {repo_id} --revision {revision} --local-dir DIR`) and point model_name_or_path at DIR."
+        ) from None
 
 
 def resolve_adapter_path(path: str) -> str:
@@ -73,11 +97,13 @@ def load_error(what: str, model_name_or_path: str, resolved: str, err: Exception
     )
 
 
-def load_tokenizer(model_name_or_path: str, **kwargs: Any) -> PreTrainedTokenizerBase:
-    """AutoTokenizer for a builtin name, local folder or hub id; failures become ModelError."""
+def load_tokenizer(
+    model_name_or_path: str, *, revision: str = "main", cache_dir: str | None = None, **kwargs: Any
+) -> PreTrainedTokenizerBase:
+    """AutoTokenizer for a builtin name, local folder or hub id (at `revision`); failures become ModelError."""
     from transformers import AutoTokenizer
 
-    resolved = resolve_model_path(model_name_or_path)
+    resolved = resolve_model_path(model_name_or_path, revision=revision, cache_dir=cache_dir)
     try:
         return AutoTokenizer.from_pretrained(resolved, **kwargs)
     except (OSError, ValueError) as err:

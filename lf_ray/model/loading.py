@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from lf_ray.errors import ConfigError, ModelError
 from lf_ray.model.adapters import apply_finetuning, trainable_parameter_summary
-from lf_ray.model.loader import load_error, load_tokenizer, resolve_model_path
+from lf_ray.model.loader import hub_location, load_error, load_tokenizer, resolve_model_path
 from lf_ray.model.new_tokens import add_new_tokens, new_tokens, resize_embeddings
 from lf_ray.model.preparation import configure_moe, prepare_for_training
 from lf_ray.model.rope import scale_rope
@@ -103,7 +103,7 @@ def _load_weights(cfg: LfRayConfig, task: ModelTask, dtype: torch.dtype, *, for_
     from lf_ray.model.quantization import bitsandbytes_missing, quantization_kwargs
 
     name = cfg.model.model_name_or_path
-    resolved = resolve_model_path(name)
+    resolved = resolve_model_path(name, **hub_location(cfg))
     auto_cls = AutoModelForSequenceClassification if task == "reward" else AutoModelForCausalLM
     trust = cfg.model.trust_remote_code
     kwargs: dict[str, Any] = {"trust_remote_code": trust}
@@ -143,7 +143,9 @@ def load_model(
     if not cfg.model.model_name_or_path:
         raise ConfigError("`model_name_or_path` is not set. Fix: set it to a model folder or builtin:tiny-llama.")
     if tokenizer is None:
-        tokenizer = load_tokenizer(cfg.model.model_name_or_path, trust_remote_code=cfg.model.trust_remote_code)
+        tokenizer = load_tokenizer(
+            cfg.model.model_name_or_path, **hub_location(cfg), trust_remote_code=cfg.model.trust_remote_code
+        )
         add_new_tokens(tokenizer, new_tokens(cfg))
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token

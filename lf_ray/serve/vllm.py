@@ -40,12 +40,13 @@ def _rope_overrides(cfg: LfRayConfig) -> dict[str, Any]:
     """`rope_scaling` as vLLM's `hf_overrides`: the same RoPE settings the transformers engine would load."""
     from transformers import AutoConfig
 
-    from lf_ray.model.loader import resolve_model_path
+    from lf_ray.model.loader import hub_location, resolve_model_path
     from lf_ray.model.rope import rope_overrides
 
     name = cfg.model.model_name_or_path
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(name), trust_remote_code=cfg.model.trust_remote_code)
+        path = resolve_model_path(name, **hub_location(cfg))
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     except (OSError, ValueError) as err:
         raise ConfigError(
             f"`rope_scaling` with `infer_backend: vllm` reads the config of {name} to size the factor, and cannot: "
@@ -74,6 +75,8 @@ def vllm_llm_config(cfg: LfRayConfig) -> dict[str, Any]:
         "dtype": model.infer_dtype,
         "trust_remote_code": model.trust_remote_code,
         "max_num_seqs": cfg.serve.max_ongoing_requests,
+        "revision": model.model_revision,
+        "download_dir": model.cache_dir,
     }
     if model.rope_scaling:
         engine_kwargs["hf_overrides"] = _rope_overrides(cfg)

@@ -283,14 +283,14 @@ def check_model_fits_finetuning(cfg: LfRayConfig) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from lf_ray.model.adapters import check_finetuning
-    from lf_ray.model.loader import resolve_model_path
+    from lf_ray.model.loader import hub_location, resolve_model_path
     from lf_ray.model.preparation import configure_moe
 
     name = cfg.model.model_name_or_path
     if storage.is_uri(name) and not cfg.model.trust_remote_code:  # the skeleton needs config.json, not the weights
         path = str(storage.localize(storage.join(name, "config.json")))
     else:
-        path = resolve_model_path(name)
+        path = resolve_model_path(name, **hub_location(cfg))
     config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
     reward = STAGES[cfg.finetuning.stage].model_head == "reward"
     model_class = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
