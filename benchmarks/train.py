@@ -4,7 +4,7 @@
     python benchmarks/train.py --epochs 3 --model builtin:tiny-qwen
     python benchmarks/train.py --worker-rss 100000 1000000   # workers' peak RSS, same steps, growing data
     python benchmarks/train.py --qlora --model builtin:smollm2-135m   # LoRA vs QLoRA 4-bit: memory, tokens/s
-    python benchmarks/train.py --optimizers      # full tuning: AdamW vs GaLore / APOLLO / Adam-mini optimizer state
+    python benchmarks/train.py --optimizers      # full tuning: AdamW vs GaLore / APOLLO / Adam-mini / BAdam / Muon
 
 The baseline is a single-process transformers Trainer over the same tokenized Parquet, in this process
 (no Ray). lf-ray's numbers use each run's own `train_runtime` (worker group start-up is printed apart).
@@ -13,7 +13,8 @@ generated alpaca sets of each size and prints the training workers' peak RSS (sa
 should not grow with the data: each worker streams its share. `--qlora` trains the same steps on the same rows
 in one Trainer process each (a fresh process per variant, so each peak RSS is its own): LoRA on the full-precision
 base, then on the base quantized to 4 bits by bitsandbytes; `--optimizers` trains the whole model with AdamW,
-GaLore, APOLLO and Adam-mini and prints each optimizer's state. Ratios are against the first variant.
+GaLore, APOLLO, Adam-mini, BAdam (layer- and ratio-wise) and Muon and prints each optimizer's state. Ratios are
+against the first variant.
 """
 
 from __future__ import annotations
@@ -121,9 +122,11 @@ def _fit(values: list[str], dataset_path: str) -> tuple[float, float, float, flo
     import resource
 
     seconds, trainer = baseline(prepare_config(None, values), Path(dataset_path))
+    optimizer = trainer.optimizer.optimizer
+    optimizer = getattr(optimizer, "base_optimizer", optimizer)  # layer-wise BAdam keeps Adam's state in its base
     state = sum(
         value.numel() * value.element_size()
-        for entry in trainer.optimizer.state.values()
+        for entry in optimizer.state.values()
         for value in entry.values()
         if hasattr(value, "numel")
     )
@@ -166,6 +169,9 @@ OPTIMIZERS = {
     "GaLore (rank 16)": ["use_galore=true", "galore_rank=16"],
     "APOLLO (rank 16)": ["use_apollo=true", "apollo_rank=16"],
     "Adam-mini": ["use_adam_mini=true"],
+    "BAdam (layer, switch every 5 steps)": ["use_badam=true", "badam_switch_interval=5"],
+    "BAdam (ratio 0.05)": ["use_badam=true", "badam_mode=ratio"],
+    "Muon (+ AdamW for the rest)": ["use_muon=true"],
 }
 
 
@@ -175,7 +181,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--worker-rss", type=int, nargs="+", metavar="ROWS", help="workers' peak RSS per data size")
     parser.add_argument("--qlora", action="store_true", help="LoRA vs QLoRA 4-bit: memory and tokens/s")
-    parser.add_argument("--optimizers", action="store_true", help="full tuning: AdamW vs GaLore, APOLLO, Adam-mini")
+    parser.add_argument(
+        "--optimizers", action="store_true", help="full tuning: AdamW vs GaLore, APOLLO, Adam-mini, BAdam, Muon"
+    )
     parser.add_argument("--steps", type=int, default=20, help="training steps of each --qlora / --optimizers variant")
     args = parser.parse_args()
     if args.qlora:

@@ -41,9 +41,21 @@ class SwanLabArguments:
     swanlab_project: str | None = field(default="llamafactory", metadata={"help": "The project name in SwanLab."})
     swanlab_workspace: str | None = field(default=None, metadata={"help": "The workspace name in SwanLab."})
     swanlab_run_name: str | None = field(default=None, metadata={"help": "The experiment name in SwanLab."})
-    swanlab_mode: Literal["cloud", "local"] = field(default="cloud", metadata={"help": "The mode of SwanLab."})
-    swanlab_api_key: str | None = field(default=None, metadata={"help": "The API key for SwanLab."})
-    swanlab_logdir: str | None = field(default=None, metadata={"help": "The log directory for SwanLab."})
+    swanlab_mode: Literal["cloud", "local", "offline"] = field(
+        default="cloud",
+        metadata={
+            "help": "The mode of SwanLab: cloud (log in with swanlab_api_key or SWANLAB_API_KEY), local (for the "
+            "`swanlab watch` dashboard, from `swanlab[dashboard]`) or offline (run files for `swanlab sync`; lf-ray's "
+            "addition)."
+        },
+    )
+    swanlab_api_key: str | None = field(
+        default=None,
+        metadata={"help": "The API key for SwanLab (cloud mode; SWANLAB_API_KEY keeps it out of the config)."},
+    )
+    swanlab_logdir: str | None = field(
+        default=None, metadata={"help": "The log directory for SwanLab (lf-ray's default: `output_dir`/swanlog)."}
+    )
     swanlab_lark_webhook_url: str | None = field(
         default=None, metadata={"help": "The Lark(飞书) webhook URL for SwanLab."}
     )

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from lf_ray.config.loader import load_config
 from lf_ray.config.rules_data import DATA_RULES
 from lf_ray.config.rules_serve import SERVE_RULES
+from lf_ray.config.rules_tracking import TRACKING_RULES
 from lf_ray.config.rules_training import TRAINING_RULES
 from lf_ray.config.rules_tune import TUNE_RULES
 from lf_ray.config.support import not_needed_notes, refusals
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from lf_ray.config.loader import LfRayConfig
 
 Rule = Callable[["LfRayConfig"], "str | None"]
-RULES: tuple[Rule, ...] = (*DATA_RULES, *TRAINING_RULES, *TUNE_RULES, *SERVE_RULES)
+RULES: tuple[Rule, ...] = (*DATA_RULES, *TRAINING_RULES, *TRACKING_RULES, *TUNE_RULES, *SERVE_RULES)
 
 
 def resolve_defaults(cfg: LfRayConfig) -> LfRayConfig:

@@ -6,6 +6,7 @@ runs them all. Training keys are read with `cfg.get`, which falls back to transf
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -75,12 +76,15 @@ def llama_pro_with_full(cfg: LfRayConfig) -> str | None:
     return None
 
 
+_OPTIMIZERS = ("use_galore", "use_apollo", "use_badam", "use_adam_mini", "use_muon")
+
+
 def _optimizers(cfg: LfRayConfig) -> list[str]:
-    return [key for key in ("use_galore", "use_apollo", "use_adam_mini") if getattr(cfg.finetuning, key)]
+    return [key for key in _OPTIMIZERS if getattr(cfg.finetuning, key)]
 
 
 def lora_with_optimizer(cfg: LfRayConfig) -> str | None:
-    used = [key for key in _optimizers(cfg) if key != "use_adam_mini"]
+    used = [key for key in _optimizers(cfg) if key in ("use_galore", "use_apollo")]  # Adam-mini, Muon: LoRA too
     if used and cfg.finetuning.finetuning_type == "lora":
         return (
             f"`{used[0]}` replaces the optimizer of full/freeze training and cannot be combined with LoRA; "
@@ -90,17 +94,51 @@ def lora_with_optimizer(cfg: LfRayConfig) -> str | None:
 
 
 def several_optimizers(cfg: LfRayConfig) -> str | None:
-    used = _optimizers(cfg)
+    used = _optimizers(cfg) + (["loraplus_lr_ratio"] if cfg.finetuning.loraplus_lr_ratio is not None else [])
     if len(used) > 1:
         return f"{', '.join(f'`{key}`' for key in used)} are alternative optimizers; enable only one"
     return None
 
 
-def deepspeed_with_galore_or_apollo(cfg: LfRayConfig) -> str | None:
-    used = [key for key in _optimizers(cfg) if key != "use_adam_mini"]
+def deepspeed_with_optimizer(cfg: LfRayConfig) -> str | None:
+    """GaLore / APOLLO project whole weight matrices and Muon orthogonalizes them, which ZeRO flattens and shards
+    (BAdam: `badam_distributed`)."""
+    used = [key for key in _optimizers(cfg) if key in ("use_galore", "use_apollo", "use_muon")]
     if used and cfg.get("deepspeed"):
         return f"`{used[0]}` is incompatible with DeepSpeed; remove `deepspeed` or `{used[0]}`"
     return None
+
+
+def badam_without_full(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.use_badam and ft.finetuning_type != "full":
+        return (
+            f"`use_badam` picks the trainable block of the full model itself, but `finetuning_type` is "
+            f"`{ft.finetuning_type}`; set `finetuning_type: full` or remove `use_badam`"
+        )
+    return None
+
+
+def badam_distributed(cfg: LfRayConfig) -> str | None:
+    """BAdam trains on one worker (one GPU) without DeepSpeed; LLaMA-Factory runs it distributed only layer-wise
+    under ZeRO-3, which lf-ray has not verified."""
+    ft = cfg.finetuning
+    if not ft.use_badam:
+        return None
+    where = [f"`ray_num_workers: {cfg.ray.ray_num_workers}`"] if cfg.ray.ray_num_workers > 1 else []
+    where += ["`deepspeed`"] if cfg.get("deepspeed") else []
+    if not where:
+        return None
+    if ft.badam_mode == "ratio":
+        why = "ratio-wise BAdam does not support distributed training (LLaMA-Factory refuses it too)"
+    else:
+        why = (
+            "layer-wise BAdam changes which weights train every `badam_switch_interval` steps, which DDP across "
+            "workers and DeepSpeed's ZeRO-1/2 cannot follow (LLaMA-Factory runs it distributed only under ZeRO-3, "
+            "which lf-ray does not support for BAdam)"
+        )
+    fix = "train BAdam on one worker (`ray_num_workers: 1`, one GPU) without `deepspeed`"
+    return f"`use_badam` with {' and '.join(where)}: {why}; {fix}"
 
 
 def pissa_with_reference_stage(cfg: LfRayConfig) -> str | None:
@@ -281,6 +319,60 @@ def lora_dropout_out_of_range(cfg: LfRayConfig) -> str | None:
     return None
 
 
+_PROFILER_KEYS = (
+    "profiler_output_dir",
+    "profiler_wait_steps",
+    "profiler_warmup_steps",
+    "profiler_active_steps",
+    "profiler_repeat",
+    "profiler_record_shapes",
+    "profiler_profile_memory",
+    "profiler_with_stack",
+)
+
+
+def profiler_keys_without_profiler(cfg: LfRayConfig) -> str | None:
+    """The profiler_* keys configure `enable_torch_profiler`'s profiler (`profile_modules` works on its own)."""
+    if cfg.get("enable_torch_profiler"):
+        return None
+    from lf_ray.config.schema import all_keys
+
+    keys = all_keys()
+    given = [f"`{key}: {json.dumps(cfg.get(key))}`" for key in _PROFILER_KEYS if cfg.get(key) != keys[key].default]
+    if given:
+        return (
+            f"{', '.join(given)} configure{'s' if len(given) == 1 else ''} the torch profiler, which "
+            "`enable_torch_profiler` leaves off; set `enable_torch_profiler: true` or remove them"
+        )
+    return None
+
+
+def profiler_schedule_invalid(cfg: LfRayConfig) -> str | None:
+    if not cfg.get("enable_torch_profiler"):
+        return None
+    least = {"profiler_wait_steps": 0, "profiler_warmup_steps": 0, "profiler_active_steps": 1, "profiler_repeat": 0}
+    bad = [f"`{key}: {cfg.get(key)}`" for key, floor in least.items() if cfg.get(key) < floor]
+    if bad:
+        return (
+            f"{' and '.join(bad)}: the torch profiler's schedule takes wait and warmup steps >= 0, at least 1 active "
+            "step and a repeat count >= 0 (0 repeats the cycle until training ends)"
+        )
+    return None
+
+
+def profiler_output_dir_not_local(cfg: LfRayConfig) -> str | None:
+    from lf_ray import storage
+
+    folder = cfg.get("profiler_output_dir")
+    if folder and storage.is_uri(folder):
+        return (
+            f"`profiler_output_dir: {folder}`: the torch profiler writes its traces to a local folder; give a local "
+            "or shared-filesystem path, or remove it to write them under `output_dir` (uploaded with the outputs "
+            "when that is a URI)"
+        )
+    return None
+
+
 TRAINING_RULES = (
     bf16_and_fp16,
     batch_sizes_below_one,
@@ -292,7 +384,9 @@ TRAINING_RULES = (
     llama_pro_with_full,
     lora_with_optimizer,
     several_optimizers,
-    deepspeed_with_galore_or_apollo,
+    deepspeed_with_optimizer,
+    badam_without_full,
+    badam_distributed,
     pissa_with_reference_stage,
     pissa_convert_without_pissa,
     sft_loss_variants,
@@ -314,4 +408,7 @@ TRAINING_RULES = (
     lora_rank_below_one,
     lora_alpha_not_positive,
     lora_dropout_out_of_range,
+    profiler_keys_without_profiler,
+    profiler_schedule_invalid,
+    profiler_output_dir_not_local,
 )

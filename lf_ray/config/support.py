@@ -37,11 +37,6 @@ PPO = Refusal(
     "PPO with a reward model (stage ppo)",
     "train with stage dpo or kto on preference data instead, and remove the ppo_* / reward_model* keys",
 )
-OPTIMIZER = Refusal(
-    "BAdam or Muon",
-    "remove these keys; lf-ray trains with transformers' `optim` (adamw_torch by default), GaLore, APOLLO or "
-    "Adam-mini (`use_galore`, `use_apollo`, `use_adam_mini`)",
-)
 QUANTIZED_EXPORT = Refusal(
     "a GPTQ-quantized export",
     "export in full precision and quantize the exported folder with a separate tool",
@@ -51,8 +46,6 @@ KERNELS = Refusal(
     "remove it: Unsloth patches one process on one GPU, while lf-ray trains in a Ray Train worker group; for fused "
     "GPU kernels use `enable_liger_kernel: true`, and `flash_attn: fa2` for flash attention",
 )
-SWANLAB = Refusal("SwanLab tracking", "use `report_to: mlflow` (or tensorboard, wandb)")
-PROFILER = Refusal("the torch profiler", "remove the profiler keys")
 KTRANSFORMERS = Refusal("KTransformers", "remove the kt_* keys")
 SGLANG = Refusal("the SGLang inference engine", "use `infer_backend: huggingface` or `vllm`")
 
@@ -136,11 +129,6 @@ REFUSED: dict[str, Refusal] = {
         "ppo_target",
         "ppo_whiten_rewards",
     ),
-    **_family(
-        OPTIMIZER,
-        *("use_badam", "use_muon", "badam_mask_mode", "badam_verbose"),
-        *(f"badam_{k}" for k in ("mode", "start_block", "switch_mode", "switch_interval", "update_ratio")),
-    ),
     "apollo_scale_front": Refusal("APOLLO's norm-growth limiter in front of the scaling", REMOVE),
     **_family(
         Refusal(
@@ -150,36 +138,14 @@ REFUSED: dict[str, Refusal] = {
         "galore_layerwise",
         "apollo_layerwise",
     ),
-    **_family(
-        SWANLAB,
-        "use_swanlab",
-        *(f"swanlab_{k}" for k in ("project", "workspace", "run_name", "mode", "api_key", "logdir")),
-        "swanlab_lark_webhook_url",
-        "swanlab_lark_secret",
-    ),
     "use_mca": Refusal("Megatron-Core training (MCoreAdapter)", "use DeepSpeed (`deepspeed:` a ZeRO config)"),
     **_family(
         Refusal("HyperParallel FSDP / tensor parallelism", "use DeepSpeed ZeRO-3 (`deepspeed:` a ZeRO-3 config)"),
         "use_hyper_parallel",
         "hyper_parallel_args",
     ),
-    "include_effective_tokens_per_second": Refusal("effective tokens per second in the metrics", REMOVE),
     "fp8_enable_fsdp_float8_all_gather": Refusal(
         "FP8 all-gathers under FSDP", REMOVE + ": lf-ray does not train with FSDP"
-    ),
-    # training (LLaMA-Factory's own)
-    **_family(
-        PROFILER,
-        "enable_torch_profiler",
-        "profiler_output_dir",
-        "profiler_wait_steps",
-        "profiler_warmup_steps",
-        "profiler_active_steps",
-        "profiler_repeat",
-        "profiler_record_shapes",
-        "profiler_profile_memory",
-        "profiler_with_stack",
-        "profile_modules",
     ),
 }
 """Key → why it is refused. Keys sharing a `Refusal` are one feature and are reported together."""

@@ -73,9 +73,13 @@ LF_TRAINING_KEYS: TrainingKeyTable = {
         False,
         "Enable FP8 optimizations for FSDP2 all-gather operations.",
     ),
-    # LLaMA-Factory 0.9.5's torch profiler keys (refused: `config.support`)
+    # LLaMA-Factory 0.9.5's profiling keys (`tracking.profiler`)
     "enable_torch_profiler": (_BOOL, False, "Whether to enable torch profiler for collecting performance traces."),
-    "profiler_output_dir": (_OPT_STR, None, "Directory to write profiler traces."),
+    "profiler_output_dir": (
+        _OPT_STR,
+        None,
+        "Directory to write profiler traces, one rank_<N> folder per rank. Defaults to <output_dir>/profiler.",
+    ),
     "profiler_wait_steps": (_INT, 1, "Number of steps to skip at the start of each profiling cycle."),
     "profiler_warmup_steps": (_INT, 1, "Number of profiler warm-up steps per cycle."),
     "profiler_active_steps": (_INT, 1, "Number of steps to actively record per cycle."),
@@ -83,7 +87,12 @@ LF_TRAINING_KEYS: TrainingKeyTable = {
     "profiler_record_shapes": (_BOOL, True, "Whether to record tensor shapes during profiling."),
     "profiler_profile_memory": (_BOOL, True, "Whether to profile memory usage."),
     "profiler_with_stack": (_BOOL, True, "Whether to record stack traces during profiling."),
-    "profile_modules": (_OPT_STR, None, "Comma-separated module name patterns to profile with CUDA events."),
+    "profile_modules": (
+        _OPT_STR,
+        None,
+        "Comma-separated fnmatch patterns of modules whose forward / backward time is printed at each logging step "
+        "(e.g. `*.layers.0.self_attn,*.layers.0.mlp`).",
+    ),
 }
 
 # Training keys that transformers renamed; the loader maps the old name onto the new one.

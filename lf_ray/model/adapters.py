@@ -333,7 +333,8 @@ def _upcast_trainable_params(model: Any, cfg: LfRayConfig) -> None:
     import torch
     from transformers.integrations import is_deepspeed_zero3_enabled
 
-    if cfg.finetuning.pure_bf16 or is_deepspeed_zero3_enabled():  # ZeRO-3 keeps fp32 masters itself
+    # ZeRO-3 keeps fp32 masters itself; BAdam keeps fp32 copies of the block it trains
+    if cfg.finetuning.pure_bf16 or cfg.finetuning.use_badam or is_deepspeed_zero3_enabled():
         return
     for param in model.parameters():
         if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):

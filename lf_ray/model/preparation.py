@@ -68,7 +68,33 @@ def _enable_checkpointing(model: PreTrainedModel, cfg: LfRayConfig) -> None:
     if cfg.finetuning.finetuning_type != "full":
         # Frozen embeddings give checkpointed blocks inputs without grad: their trainable weights would get none.
         model.enable_input_require_grads()
+    if cfg.finetuning.use_badam:
+        _checkpoint_from_the_trainable_block(model)
     logger.info("Gradient checkpointing on (use_reentrant=%s, offload=%s).", cfg.model.use_reentrant_gc, offload)
+
+
+def _checkpoint_from_the_trainable_block(model: PreTrainedModel) -> None:
+    """BAdam's callback turns the embeddings' requires-grad hook off, so backward stops at the block BAdam trains
+    instead of running down to the embeddings. A checkpointed block then gets its hidden states marked as needing
+    grad while it has trainable weights (else reentrant checkpointing would leave those weights without gradients),
+    and runs without checkpointing when no gradient passes through it (LLaMA-Factory's checkpointing does both)."""
+    import torch
+
+    def trainable_only(block: torch.nn.Module, checkpoint: Any) -> Any:
+        def run(function: Any, *args: Any, **kwargs: Any) -> Any:
+            tensors = [arg for arg in args if torch.is_tensor(arg) and arg.is_floating_point()]
+            if any(param.requires_grad for param in block.parameters()):
+                if tensors:
+                    tensors[0].requires_grad_(True)  # the hidden states come first
+            elif not any(tensor.requires_grad for tensor in tensors):
+                return function(*args, **kwargs)
+            return checkpoint(function, *args, **kwargs)
+
+        return run
+
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) and hasattr(module, "_gradient_checkpointing_func"):
+            module._gradient_checkpointing_func = trainable_only(module, module._gradient_checkpointing_func)
 
 
 def configure_moe(config: PretrainedConfig, cfg: LfRayConfig) -> None:

@@ -7,7 +7,9 @@
     plot_loss(output_dir)                        # training_loss.png, training_eval_loss.png
     print(format_progress(read_trainer_log(output_dir)[-1]))
 
-mlflow and matplotlib are imported only when a run starts or a plot is drawn.
+mlflow and matplotlib are imported only when a run starts or a plot is drawn. `swanlab_tracking` (SwanLab's
+callback, `use_swanlab`) is imported by the stages only when asked for; `trackers` says which trackers
+transformers' own integrations keep (`report_to`) and closes their runs at the end of a worker.
 """
 
 from lf_ray.tracking.mlflow_tracking import MlflowCallback, report_to_without_mlflow, tracking_uri, wants_mlflow

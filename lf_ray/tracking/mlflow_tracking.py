@@ -21,6 +21,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from lf_ray.constants import ENV_MLFLOW_TRACKING_URI, lf_ray_home
 from lf_ray.errors import ConfigError
 from lf_ray.tracking.plot import plot_loss
+from lf_ray.tracking.redaction import without_secrets
 from lf_ray.tracking.trainer_log import TRAINER_LOG
 
 if TYPE_CHECKING:
@@ -207,13 +208,16 @@ class MlflowCallback(TrainerCallback):
 
 
 def log_missing_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> None:
-    """Log the params the run lacks (a joined run may have them already; MLflow refuses a changed value)."""
+    """Log the params the run lacks (a joined run may have them already; MLflow refuses a changed value), with
+    credentials masked (`redaction.SECRET_KEYS`)."""
     from mlflow.entities import Param
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
     logged = client.get_run(run_id).data.params
     batch = [
-        Param(key, _param_value(value)[:MAX_PARAM_VAL_LENGTH]) for key, value in params.items() if key not in logged
+        Param(key, _param_value(value)[:MAX_PARAM_VAL_LENGTH])
+        for key, value in without_secrets(params).items()
+        if key not in logged
     ]
     for start in range(0, len(batch), MAX_PARAMS_TAGS_PER_BATCH):
         client.log_batch(run_id, params=batch[start : start + MAX_PARAMS_TAGS_PER_BATCH])

@@ -124,7 +124,10 @@ def _log_params(client: Any, run_id: str, params: Mapping[str, Any]) -> None:
     from mlflow.utils.validation import MAX_PARAM_VAL_LENGTH, MAX_PARAMS_TAGS_PER_BATCH
 
     from lf_ray.tracking.mlflow_tracking import _param_value
+    from lf_ray.tracking.redaction import without_secrets
 
-    items = [Param(str(key), _param_value(value)[:MAX_PARAM_VAL_LENGTH]) for key, value in params.items()]
+    items = [
+        Param(str(key), _param_value(value)[:MAX_PARAM_VAL_LENGTH]) for key, value in without_secrets(params).items()
+    ]
     for start in range(0, len(items), MAX_PARAMS_TAGS_PER_BATCH):
         client.log_batch(run_id, params=items[start : start + MAX_PARAMS_TAGS_PER_BATCH])

@@ -9,6 +9,7 @@ its last checkpoint unless `overwrite_output_dir` is set.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 import shutil
@@ -151,6 +152,9 @@ def training_problems(cfg: LfRayConfig, *, require_inputs: bool = False) -> list
     problems += _gpu_only_problems(cfg, cluster_gpus)
     if problem := bitsandbytes_missing(cfg):
         problems.append(problem)
+    from lf_ray.tracking.trackers import tracker_packages_missing  # lf_ray.tracking imports transformers
+
+    problems += tracker_packages_missing(cfg)
     if cluster_gpus is not None and (problem := gpus_missing(cfg.ray, cluster_gpus)):
         problems.append(problem)
     if require_inputs or not _inputs_not_written_yet(cfg):
@@ -380,6 +384,10 @@ def build_loop_config(
     share from, the resolved DeepSpeed config, and the MLflow run the workers join (None: they create one when
     `report_to` asks for MLflow)."""
     # the config is validated once, here; it pickles
+    if cfg.get("profiler_output_dir"):  # workers run in Ray's working directory, where a relative path means nothing
+        profiler_dir = storage.resolve(cfg.get("profiler_output_dir"))
+        cfg = dataclasses.replace(cfg, training={**cfg.training, "profiler_output_dir": profiler_dir})
+    cfg = _tracker_dirs_resolved(cfg)
     loop_config = {"config": cfg, "output_dir": output_dir, "dataset_path": dataset_path, "deepspeed": None}
     if cfg.training.get("deepspeed"):  # resolved here: workers run elsewhere, where a relative path means nothing
         from lf_ray.train.deepspeed import resolve_deepspeed_config
@@ -388,6 +396,19 @@ def build_loop_config(
     if mlflow_run_id:
         loop_config["mlflow_run_id"] = mlflow_run_id
     return loop_config
+
+
+def _tracker_dirs_resolved(cfg: LfRayConfig) -> LfRayConfig:
+    """`cfg` with TensorBoard's `logging_dir` and SwanLab's `swanlab_logdir` absolute, resolved against the driver's
+    working directory as the user meant them (the workers run in Ray's)."""
+    if cfg.training.get("logging_dir"):
+        cfg = dataclasses.replace(
+            cfg, training={**cfg.training, "logging_dir": storage.resolve(cfg.training["logging_dir"])}
+        )
+    if cfg.finetuning.swanlab_logdir:
+        finetuning = dataclasses.replace(cfg.finetuning, swanlab_logdir=storage.resolve(cfg.finetuning.swanlab_logdir))
+        cfg = dataclasses.replace(cfg, finetuning=finetuning)
+    return cfg
 
 
 def _final_metrics(output_dir: str) -> dict[str, Any]:

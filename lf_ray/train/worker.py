@@ -33,7 +33,9 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from lf_ray.model.loading import load_model
     from lf_ray.model.reference import load_reference_model
     from lf_ray.stages import STAGES
+    from lf_ray.tracking.trackers import finish_tracker_runs
     from lf_ray.train.arguments import build_training_arguments, training_environment
+    from lf_ray.train.effective_tokens import with_effective_tokens_per_sec
     from lf_ray.train.launcher import written_locally
     from lf_ray.train.optimizers import custom_optimizer
     from lf_ray.train.stages import StageContext, build_trainer
@@ -71,10 +73,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
     with _resume_point(cfg) as checkpoint:
         result = trainer.train(resume_from_checkpoint=checkpoint)
-    _save_outputs(trainer, tokenizer, cfg, result.metrics, output_dir)
+    metrics = with_effective_tokens_per_sec(result.metrics, cfg, loop_config["dataset_path"], trainer.args.world_size)
+    _save_outputs(trainer, tokenizer, cfg, metrics, output_dir)
+    finish_tracker_runs()  # SwanLab / W&B: their files are complete before the upload
     if storage.is_uri(output_uri) and trainer.is_world_process_zero():
         _upload_outputs(output_dir, output_uri)
-    ray.train.report(metrics={**result.metrics, "step": trainer.state.global_step})
+    ray.train.report(metrics={**metrics, "step": trainer.state.global_step})
 
 
 def _stream(cfg: LfRayConfig, training_args, dataset_path: str, split: str) -> ShardStream | None:
@@ -132,13 +136,14 @@ def stream_worker_shard(trainer: Trainer, train: ShardStream, evaluation: ShardS
 
 
 def _argument_overrides(cfg: LfRayConfig, loop_config: dict[str, Any]) -> dict[str, Any]:
-    """The DeepSpeed config the driver resolved, `report_to` minus mlflow (lf-ray's own callback logs it), and
-    on CPU the gloo DDP settings that make transformers see Ray's worker group as one distributed job."""
+    """The DeepSpeed config the driver resolved, `report_to` minus the trackers lf-ray's callbacks record
+    (`tracking.trackers`), and on CPU the gloo DDP settings that make transformers see Ray's worker group as one
+    distributed job."""
     import torch
 
-    from lf_ray.tracking.mlflow_tracking import report_to_without_mlflow
+    from lf_ray.tracking.trackers import trainer_report_to
 
-    overrides: dict[str, Any] = {"report_to": report_to_without_mlflow(cfg.training.get("report_to")) or "none"}
+    overrides: dict[str, Any] = {"report_to": trainer_report_to(cfg)}
     if loop_config.get("deepspeed"):
         overrides["deepspeed"] = loop_config["deepspeed"]
         if not torch.cuda.is_available():

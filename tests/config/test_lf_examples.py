@@ -23,7 +23,6 @@ def test_every_example_is_covered():
 
 
 REFUSED_EXAMPLES = {
-    "extras/badam/llama3_full_sft.yaml": "`use_badam: true`, `badam_verbose: 2` ask for BAdam or Muon",
     "train_lora/llama3_lora_ppo.yaml": "`stage: ppo` asks for PPO with a reward model",
     "train_lora/qwen2vl_lora_sft.yaml": "`image_max_pixels: 262144`, `video_max_pixels: 16384` ask for vision",
 }

@@ -126,12 +126,20 @@ CASES = {
     "llama_pro_with_full": ({"use_llama_pro": True, "finetuning_type": "full"}, "`use_llama_pro` trains only"),
     "lora_with_optimizer": ({"use_galore": True}, "`use_galore` replaces the optimizer of full/freeze training"),
     "several_optimizers": (
-        {"finetuning_type": "full", "use_galore": True, "use_apollo": True},
-        "`use_galore`, `use_apollo` are alternative optimizers; enable only one",
+        {"finetuning_type": "full", "use_galore": True, "use_apollo": True, "use_muon": True},
+        "`use_galore`, `use_apollo`, `use_muon` are alternative optimizers; enable only one",
     ),
-    "deepspeed_with_galore_or_apollo": (
-        {"finetuning_type": "full", "use_apollo": True, "deepspeed": "ds_z3_config.json"},
-        "`use_apollo` is incompatible with DeepSpeed",
+    "deepspeed_with_optimizer": (
+        {"finetuning_type": "full", "use_muon": True, "deepspeed": "ds_z3_config.json"},
+        "`use_muon` is incompatible with DeepSpeed",
+    ),
+    "badam_without_full": (
+        {"use_badam": True},
+        "`use_badam` picks the trainable block of the full model itself, but `finetuning_type` is `lora`",
+    ),
+    "badam_distributed": (
+        {"finetuning_type": "full", "use_badam": True, "badam_mode": "ratio", "ray_num_workers": 2},
+        "`use_badam` with `ray_num_workers: 2`: ratio-wise BAdam does not support distributed training",
     ),
     "special_tokens_config_unreadable": (
         {"new_special_tokens_config": "/nowhere/tokens.yaml"},
@@ -192,6 +200,32 @@ CASES = {
     "lora_rank_below_one": ({"lora_rank": 0}, "`lora_rank` is 0; a LoRA rank is a whole number of at least 1"),
     "lora_alpha_not_positive": ({"lora_alpha": -16}, "`lora_alpha` is -16; use a positive scale"),
     "lora_dropout_out_of_range": ({"lora_dropout": 1.0}, "`lora_dropout` is 1.0; use a probability in [0, 1)"),
+    "swanlab_keys_without_use_swanlab": (
+        {"swanlab_project": "tiny", "swanlab_api_key": "key"},
+        "`swanlab_project`, `swanlab_api_key` configure SwanLab tracking, which `use_swanlab` leaves off",
+    ),
+    "swanlab_logdir_not_local": (
+        {"use_swanlab": True, "swanlab_logdir": "s3://bucket/swanlog"},
+        "`swanlab_logdir: s3://bucket/swanlog`: SwanLab writes its run files to a local folder",
+    ),
+    "lark_secret_without_webhook": (
+        {"use_swanlab": True, "swanlab_lark_secret": "secret"},
+        "`swanlab_lark_secret` signs the Lark notification of `swanlab_lark_webhook_url`, which is not set",
+    ),
+    "profiler_keys_without_profiler": (
+        {"profiler_wait_steps": 3, "profiler_with_stack": False},
+        "`profiler_wait_steps: 3`, `profiler_with_stack: false` configure the torch profiler, which "
+        "`enable_torch_profiler` leaves off; set `enable_torch_profiler: true`",
+    ),
+    "profiler_schedule_invalid": (
+        {"enable_torch_profiler": True, "profiler_wait_steps": -1, "profiler_active_steps": 0},
+        "`profiler_wait_steps: -1` and `profiler_active_steps: 0`: the torch profiler's schedule takes wait and "
+        "warmup steps >= 0, at least 1 active step",
+    ),
+    "profiler_output_dir_not_local": (
+        {"enable_torch_profiler": True, "profiler_output_dir": "s3://bucket/traces"},
+        "`profiler_output_dir: s3://bucket/traces`: the torch profiler writes its traces to a local folder",
+    ),
     "tune_section_is_valid": (
         {"tune": {"param_space": {"lora_rank": {"logunifrom": [4, 16]}}}},
         "`tune.param_space.lora_rank`: unknown distribution `logunifrom`; did you mean `loguniform`?",
@@ -221,6 +255,19 @@ def test_rule_fires_with_its_message(name):
     assert rule(load_config(None, base=VALID)) is None
     with pytest.raises(ConfigError, match=re.escape(message)):
         validate_config(cfg)
+
+
+def test_optimizer_rules_of_badam_and_muon():
+    full = {"finetuning_type": "full"}
+    assert violations(**full, use_badam=True, badam_mode="ratio", badam_update_ratio=0.1) == []
+    assert violations(use_muon=True) == violations(use_adam_mini=True) == []  # both also optimize LoRA weights
+    (layer,) = violations(**full, use_badam=True, deepspeed="ds_z3_config.json")
+    assert layer.startswith("`use_badam` with `deepspeed`: layer-wise BAdam changes which weights train")
+    assert layer.endswith("train BAdam on one worker (`ray_num_workers: 1`, one GPU) without `deepspeed`")
+    (freeze,) = violations(finetuning_type="freeze", use_badam=True)
+    assert "but `finetuning_type` is `freeze`" in freeze
+    (both,) = violations(loraplus_lr_ratio=16.0, use_muon=True)
+    assert both.startswith("`use_muon`, `loraplus_lr_ratio` are alternative optimizers")
 
 
 def test_a_single_violation_names_the_source(tmp_path):

@@ -82,28 +82,30 @@ def test_a_refused_key_set_stops_the_config_at_parse_time_with_its_reason(key):
 
 
 def test_refused_keys_left_at_their_defaults_pass():
-    keys = ["model_name_or_path=builtin:tiny-llama", "use_badam=false", "freeze_vision_tower=true"]
+    keys = ["model_name_or_path=builtin:tiny-llama", "use_kt=false", "freeze_vision_tower=true"]
     cfg = prepare_config(None, keys)
-    assert cfg.finetuning.use_badam is False
+    assert cfg.get("use_kt") is False
 
 
 def test_keys_of_one_feature_are_reported_together():
     with pytest.raises(ConfigError) as err:
-        prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "use_badam=true", "badam_verbose=2"])
-    (line,) = [line for line in str(err.value).splitlines() if "BAdam" in line]
-    assert "`use_badam: true`, `badam_verbose: 2` ask for BAdam or Muon" in line
+        prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "use_kt=true", "kt_lora_expert_num=2"])
+    (line,) = [line for line in str(err.value).splitlines() if "KTransformers" in line]
+    assert "`use_kt: true`, `kt_lora_expert_num: 2` ask for KTransformers" in line
 
 
 def test_llama_factory_0_9_5_keys_load_and_are_refused():
     keys = ["use_hyper_parallel=true", "hyper_parallel_args=hp.json"]
-    keys += ["enable_torch_profiler=true", "profiler_wait_steps=2", "profile_modules=x"]
     implemented = ["use_asft_loss=true", "asft_alpha=0.2", "preserve_thinking=true"]
+    implemented += ["enable_torch_profiler=true", "profiler_wait_steps=2", "profile_modules=x"]
     cfg = load_config(None, ["model_name_or_path=builtin:tiny-llama", *implemented, *keys])
     assert cfg.get("profiler_wait_steps") == 2 and cfg.data.preserve_thinking is True
     assert cfg.finetuning.use_asft_loss is True and cfg.finetuning.asft_alpha == 0.2  # implemented: no "unknown key"
     with pytest.raises(ConfigError) as err:
         prepare_config(None, ["model_name_or_path=builtin:tiny-llama", *keys])
     assert all(f"`{key.split('=')[0]}: " in str(err.value) for key in keys)
+    profiling = prepare_config(None, ["model_name_or_path=builtin:tiny-llama", *implemented[3:]])  # implemented
+    assert profiling.get("enable_torch_profiler") is True and profiling.get("profile_modules") == "x"
 
 
 def test_stage_ppo_is_refused_at_parse_time():
@@ -127,9 +129,9 @@ def test_the_cli_refuses_with_exit_status_2_and_no_traceback(tmp_path, capsys):
 
 
 def test_lf_ray_keys_shows_each_keys_status(capsys):
-    assert main(["keys", "use_muon", "master_addr", "lora_rank"]) == 0
+    assert main(["keys", "use_kt", "master_addr", "lora_rank"]) == 0
     out = capsys.readouterr().out
-    assert "lf-ray: refused: asks for BAdam or Muon" in out
+    assert "lf-ray: refused: asks for KTransformers" in out
     assert "lf-ray: not needed: Ray Train picks the rendezvous address" in out
-    lora_rank = out.split("lora_rank  [", 1)[1].split("use_muon  [", 1)[0]
+    lora_rank = out.split("lora_rank  [", 1)[1].split("use_kt  [", 1)[0]
     assert "lf-ray:" not in lora_rank  # implemented: no status line

@@ -368,10 +368,10 @@ def test_half_precision_trainable_params_are_upcast(tiny_llama_path, kind):
     assert frozen == ({torch.bfloat16} if kind == "lora" else set())
 
 
-def test_pure_bf16_keeps_trainable_params_in_bf16(tiny_llama_path):
-    model = apply_finetuning(
-        load_causal_lm(tiny_llama_path, dtype=torch.bfloat16), make_cfg("pure_bf16=true"), is_trainable=True
-    )
+@pytest.mark.parametrize("keys", [["pure_bf16=true"], ["finetuning_type=full", "use_badam=true"]])
+def test_pure_bf16_and_badam_keep_trainable_params_in_bf16(tiny_llama_path, keys):
+    # BAdam keeps fp32 copies of the one block it trains (LLaMA-Factory leaves the model in half precision too)
+    model = apply_finetuning(load_causal_lm(tiny_llama_path, dtype=torch.bfloat16), make_cfg(*keys), is_trainable=True)
     assert {param.dtype for param in model.parameters()} == {torch.bfloat16}
 
 

@@ -129,6 +129,21 @@ def test_missing_parent_run_is_a_config_error(tmp_path, train_tiny, client):
         train_tiny(tmp_path, [callback], max_steps=1)
 
 
+def test_credentials_are_logged_masked(client):
+    from lf_ray.tracking.mlflow_tracking import get_or_create_experiment, log_missing_params
+
+    run_id = client.create_run(get_or_create_experiment(client, "masked", client.tracking_uri)).info.run_id
+    params = {"swanlab_api_key": "sk-123", "swanlab_lark_webhook_url": "https://hook/abc", "swanlab_lark_secret": None}
+    log_missing_params(client, run_id, {**params, "swanlab_project": "tiny"})
+    logged = client.get_run(run_id).data.params
+    assert logged == {
+        "swanlab_api_key": "***",
+        "swanlab_lark_webhook_url": "***",
+        "swanlab_lark_secret": "None",  # not set: nothing to hide
+        "swanlab_project": "tiny",
+    }
+
+
 def test_non_main_processes_record_nothing(tmp_path, client):
     from transformers import TrainerControl, TrainerState, TrainingArguments
 

@@ -18,7 +18,8 @@ from lf_ray.tracking.sweep_runs import (
 def test_sweep_and_trial_runs(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
-    sweep = start_sweep_run("sweep-a", {"learning_rate": 1e-3, "tune": '{"num_samples": 2}'}, stage="sft", uri=uri)
+    params = {"learning_rate": 1e-3, "tune": '{"num_samples": 2}', "swanlab_api_key": "sk-sweep"}
+    sweep = start_sweep_run("sweep-a", params, stage="sft", uri=uri)
     first = start_trial_run(sweep, "t0", {"learning_rate": 0.01, "lora_rank": 8}, uri=uri)
     second = start_trial_run(sweep, "t1", {"learning_rate": 0.001, "lora_rank": 4}, uri=uri)
     assert start_trial_run(sweep, "t0", {"learning_rate": 0.01}, uri=uri) == first  # a PBT restart rejoins its run
@@ -36,7 +37,7 @@ def test_sweep_and_trial_runs(tmp_path):
     assert run.info.status == "FINISHED" and client.get_run(second).info.status == "KILLED"
     parent = client.get_run(sweep)
     assert parent.info.status == "FINISHED" and parent.data.metrics["best/eval_loss"] == 1.5
-    assert parent.data.tags["lf_ray.stage"] == "sft"
+    assert parent.data.tags["lf_ray.stage"] == "sft" and parent.data.params["swanlab_api_key"] == "***"
     assert [artifact.path for artifact in client.list_artifacts(sweep)] == ["tune_results.csv"]
 
 

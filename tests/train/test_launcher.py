@@ -170,6 +170,29 @@ def test_deepspeed_file_is_found_parsed_and_checked_for_cpu_when_the_workers_use
     assert launcher.training_problems(_cfg("deepspeed=examples/deepspeed/ds_z2_config.json")) == []
 
 
+def test_a_relative_profiler_output_dir_reaches_the_workers_absolute(tmp_path, monkeypatch):
+    """Ray Train runs the workers in its own working directory: the driver resolves the traces' folder."""
+    from lf_ray.train.launcher import build_loop_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = _cfg("enable_torch_profiler=true", "profiler_output_dir=traces")
+    loop_config = build_loop_config(cfg, str(tmp_path / "out"), str(tmp_path / "data"), use_gpu=False)
+    assert loop_config["config"].get("profiler_output_dir") == str(tmp_path / "traces")
+    assert cfg.get("profiler_output_dir") == "traces"  # the caller's config is left as it was
+    assert build_loop_config(_cfg(), "out", "data", use_gpu=False)["config"].get("profiler_output_dir") is None
+
+
+def test_relative_tensorboard_and_swanlab_folders_reach_the_workers_absolute(tmp_path, monkeypatch):
+    from lf_ray.train.launcher import build_loop_config
+
+    monkeypatch.chdir(tmp_path)
+    cfg = _cfg("logging_dir=tb", "use_swanlab=true", "swanlab_logdir=swanlog")
+    resolved = build_loop_config(cfg, str(tmp_path / "out"), str(tmp_path / "data"), use_gpu=False)["config"]
+    assert resolved.get("logging_dir") == str(tmp_path / "tb")
+    assert resolved.finetuning.swanlab_logdir == str(tmp_path / "swanlog")
+    assert (cfg.get("logging_dir"), cfg.finetuning.swanlab_logdir) == ("tb", "swanlog")  # the caller's is unchanged
+
+
 def test_the_model_check_waits_for_an_adapter_an_earlier_step_will_write(tmp_path, monkeypatch):
     from lf_ray.train import launcher
 

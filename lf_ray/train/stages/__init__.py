@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 def build_trainer(context: StageContext) -> Trainer:
     """The trainer of the config's stage, from the module the stage table names."""
     module = importlib.import_module(STAGES[context.cfg.finetuning.stage].trainer)
-    return module.build_trainer(context)
+    trainer = module.build_trainer(context)
+    if context.cfg.finetuning.use_badam:
+        from lf_ray.train.optimizers import clip_sparse_gradients
+
+        clip_sparse_gradients(trainer)
+    return trainer
 
 
 __all__ = ["StageContext", "build_trainer"]

@@ -56,17 +56,29 @@ class StageContext:
 
 
 def trainer_callbacks(ctx: StageContext) -> list[TrainerCallback]:
-    """The caller's callbacks, plus PiSSA's conversion (`pissa_convert`) and early stopping
-    (`early_stopping_steps`) when the config asks for them."""
+    """The caller's callbacks, plus PiSSA's conversion (`pissa_convert`), early stopping (`early_stopping_steps`)
+    and BAdam's set-up (`use_badam`: gradients start at the active block, not at the embeddings) when the config
+    asks for them; SwanLab's callback too (`use_swanlab`)."""
     from transformers import EarlyStoppingCallback
 
     callbacks = list(ctx.callbacks)
+    if ctx.cfg.finetuning.use_badam:
+        from badam import BAdamCallback
+
+        callbacks.append(BAdamCallback())
     if ctx.cfg.finetuning.pissa_convert:
         from lf_ray.train.pissa_convert import PissaConvertCallback
 
         callbacks.append(PissaConvertCallback())
     if ctx.cfg.finetuning.early_stopping_steps is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=ctx.cfg.finetuning.early_stopping_steps))
+    if ctx.cfg.finetuning.use_swanlab:
+        from lf_ray.tracking.swanlab_tracking import swanlab_callback
+
+        callbacks.append(swanlab_callback(ctx.cfg))
+    from lf_ray.tracking.profiler import profiler_callbacks  # enable_torch_profiler, profile_modules
+
+    callbacks += profiler_callbacks(ctx.cfg)
     return callbacks
 
 
