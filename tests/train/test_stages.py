@@ -248,3 +248,31 @@ def test_ignore_pad_token_for_loss_off_labels_the_padding_with_the_pad_id(ignore
     labels = collator([{key: row[key] for key in columns} for row in (short, long)])["labels"][0]
     padding = labels[len(short["input_ids"]) :]
     assert len(padding) > 0 and set(padding.tolist()) == {-100 if ignore else tokenizer.pad_token_id}
+
+
+def test_neftune_noise_alpha_adds_uniform_noise_to_the_embeddings_while_training(encoded, tiny_llama_path, tmp_path):
+    """LLaMA-Factory's `neftune_noise_alpha` is transformers' NEFTune: embedding outputs get uniform noise of
+    magnitude alpha / sqrt(sequence length x hidden size) in training, none afterwards."""
+    from transformers import TrainerCallback
+
+    ids = torch.tensor([[5, 17, 42, 99]])
+    seen = []
+
+    class Probe(TrainerCallback):
+        def on_step_end(self, args, state, control, model=None, **kwargs):  # the model is in train mode
+            embeddings = model.get_input_embeddings()
+            with torch.no_grad():
+                seen.append(embeddings(ids) - embeddings.weight[ids])
+
+    tokenizer, rows = encoded("sft")
+    cfg = stage_config("sft", "neftune_noise_alpha=5", "max_steps=1")
+    args = build_training_arguments(cfg, output_dir=str(tmp_path))
+    model = lora(load_causal_lm(tiny_llama_path))
+    context = StageContext(cfg, model, tokenizer, args, datasets.Dataset.from_list(rows[:ROWS]), callbacks=[Probe()])
+    build_trainer(context).train()
+
+    (noise,) = seen
+    bound = 5 / (4 * 128) ** 0.5
+    assert noise.abs().max() <= bound and noise.abs().max() > bound / 2  # uniform on [-bound, bound]
+    embeddings = model.get_input_embeddings()
+    torch.testing.assert_close(embeddings(ids), embeddings.weight[ids])  # the hook is gone after training
