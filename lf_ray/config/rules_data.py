@@ -181,14 +181,24 @@ def quantization_without_lora(cfg: LfRayConfig) -> str | None:
     return None
 
 
+_OTHER_QUANTIZATION = {
+    "hqq": "transformers 5 cannot load HQQ weights yet: its loader raises NotImplementedError",
+    "eetq": "EETQ's kernels are CUDA-only",
+    "gptq": "GPTQ and AWQ are pre-quantized checkpoints, whose kernels (gptqmodel, autoawq) build for CUDA only",
+    "awq": "GPTQ and AWQ are pre-quantized checkpoints, whose kernels (gptqmodel, autoawq) build for CUDA only",
+}
+"""Why each other `quantization_method` is refused (checked on transformers 5.25 and this CPU machine)."""
+
+
 def quantization_not_bnb(cfg: LfRayConfig) -> str | None:
     model = cfg.model
     if model.quantization_bit is None:
         return None
     if model.quantization_method != "bnb":
+        why = _OTHER_QUANTIZATION.get(model.quantization_method, "lf-ray has not been tested with it")
         return (
-            f"`quantization_method: {model.quantization_method}` quantizes with a library lf-ray does not drive yet; "
-            "use `quantization_method: bnb` (bitsandbytes)"
+            f"`quantization_method: {model.quantization_method}` quantizes with a library lf-ray does not drive yet "
+            f"({why}); use `quantization_method: bnb` (bitsandbytes, 4 or 8 bits, CPU or GPU)"
         )
     if model.quantization_bit not in (4, 8):
         return f"`quantization_bit: {model.quantization_bit}`: bitsandbytes quantizes to 4 or 8 bits; use 4 or 8"

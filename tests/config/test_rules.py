@@ -332,3 +332,4 @@ def test_lora_numbers_are_checked_for_lora_only_and_a_bad_rank_is_reported_once(
 def test_quantization_method_other_than_bitsandbytes_is_refused():
     (message,) = violations(quantization_bit=4, quantization_method="hqq")
     assert message.startswith("`quantization_method: hqq` quantizes with a library lf-ray does not drive yet")
+    assert "its loader raises NotImplementedError); use `quantization_method: bnb`" in message
