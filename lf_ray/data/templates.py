@@ -179,8 +179,9 @@ class Template:
 
     def _strip_history_thoughts(self, messages: list[Message]) -> list[Message]:
         messages = copy.deepcopy(messages)
-        for i in range(1, len(messages) - 2, 2) if not self.preserve_thinking else ():
-            messages[i]["content"] = self.remove_thought(messages[i]["content"])
+        if not self.preserve_thinking:
+            for i in range(1, len(messages) - 2, 2):
+                messages[i]["content"] = self.remove_thought(messages[i]["content"])
         if self.enable_thinking is False:
             messages[-1]["content"] = self.remove_thought(messages[-1]["content"])
         return messages
