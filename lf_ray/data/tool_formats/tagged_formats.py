@@ -108,12 +108,21 @@ def qwen3_5_format_calls(calls: list[FunctionCall]) -> str:
     return "\n".join(texts)
 
 
-def qwen3_5_extract(content: str) -> str | list[FunctionCall]:
+def _parameter_calls(call: re.Pattern[str], content: str, *, strip_text: bool) -> str | list[FunctionCall]:
+    """Calls written as `<function=name>` + `<parameter=key>value</parameter>`; a value that is not JSON stays
+    text (stripped when `strip_text`). No call found: the content as it is."""
     calls = []
-    for name, params in _QWEN3_5_CALL.findall(content):
-        args = {key: parse_value(value.strip(), value.strip()) for key, value in _PARAMETER.findall(params.strip())}
+    for name, params in call.findall(content):
+        args = {
+            key: parse_value(value.strip(), value.strip() if strip_text else value)
+            for key, value in _PARAMETER.findall(params.strip())
+        }
         calls.append(FunctionCall(name.strip(), dumps(args)))
     return calls or content
+
+
+def qwen3_5_extract(content: str) -> str | list[FunctionCall]:
+    return _parameter_calls(_QWEN3_5_CALL, content, strip_text=True)
 
 
 def seed_oss_describe(tools: list[dict[str, Any]]) -> str:
@@ -131,11 +140,7 @@ def seed_oss_format_calls(calls: list[FunctionCall]) -> str:
 
 
 def seed_oss_extract(content: str) -> str | list[FunctionCall]:
-    calls = []
-    for name, params in _SEED_CALL.findall(content):
-        args = {key: parse_value(value.strip(), value) for key, value in _PARAMETER.findall(params.strip())}
-        calls.append(FunctionCall(name.strip(), dumps(args)))
-    return calls or content
+    return _parameter_calls(_SEED_CALL, content, strip_text=False)
 
 
 # --- minimax2 (MiniMax-M2): <invoke name="..."> <parameter name="...">value</parameter> --------------------
