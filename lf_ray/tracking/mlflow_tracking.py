@@ -1,7 +1,7 @@
 """MLflow runs for training: params, per-step metrics, the loss plot and the trainer log as artifacts.
 
 `MlflowCallback` replaces transformers' own `report_to: mlflow` integration (drop "mlflow" from the
-Trainer's `report_to` with `report_to_without_mlflow`): it writes to lf-ray's store, nests under a
+Trainer's `report_to` with `trackers.report_to_without_mlflow`): it writes to lf-ray's store, nests under a
 pipeline's parent run, joins the same run when a worker group resumes from a checkpoint, and tags the
 run with the stage. mlflow is imported only when a run starts (it costs about a second).
 """
@@ -12,7 +12,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,28 +48,6 @@ def tracking_uri() -> str:
     db = lf_ray_home() / "mlflow" / "mlflow.db"
     db.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{db}"
-
-
-def wants_mlflow(report_to: str | Sequence[str] | None) -> bool:
-    """Whether a Trainer `report_to` value asks for MLflow ("mlflow", ["mlflow", ...] or "all")."""
-    names = _report_to_list(report_to)
-    return "mlflow" in names or "all" in names
-
-
-def report_to_without_mlflow(report_to: str | Sequence[str] | None) -> list[str]:
-    """The `report_to` to give transformers once lf-ray's MlflowCallback records the MLflow side."""
-    names = _report_to_list(report_to)
-    if "all" in names:
-        from transformers.integrations import get_available_reporting_integrations
-
-        names = get_available_reporting_integrations()
-    return [name for name in names if name not in ("mlflow", "none")] or ["none"]
-
-
-def _report_to_list(report_to: str | Sequence[str] | None) -> list[str]:
-    if report_to is None:
-        return []
-    return [report_to] if isinstance(report_to, str) else list(report_to)
 
 
 class MlflowCallback(TrainerCallback):

@@ -15,16 +15,37 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from lf_ray.config import LfRayConfig
 
 
+def wants_mlflow(report_to: str | Sequence[str] | None) -> bool:
+    """Whether a Trainer `report_to` value asks for MLflow ("mlflow", ["mlflow", ...] or "all")."""
+    names = report_to_list(report_to)
+    return "mlflow" in names or "all" in names
+
+
+def report_to_without_mlflow(report_to: str | Sequence[str] | None) -> list[str]:
+    """The `report_to` to give transformers once lf-ray's MlflowCallback records the MLflow side."""
+    names = report_to_list(report_to)
+    if "all" in names:
+        from transformers.integrations import get_available_reporting_integrations
+
+        names = get_available_reporting_integrations()
+    return [name for name in names if name not in ("mlflow", "none")] or ["none"]
+
+
+def report_to_list(report_to: str | Sequence[str] | None) -> list[str]:
+    if report_to is None:
+        return []
+    return [report_to] if isinstance(report_to, str) else list(report_to)
+
+
 def trainer_report_to(cfg: LfRayConfig) -> list[str]:
     """The `report_to` transformers gets: the config's, less the trackers lf-ray's callbacks record."""
-    from lf_ray.tracking.mlflow_tracking import report_to_without_mlflow
-
     names = report_to_without_mlflow(cfg.get("report_to"))
     if cfg.finetuning.use_swanlab:
         names = [name for name in names if name != "swanlab"] or ["none"]

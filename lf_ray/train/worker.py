@@ -169,7 +169,8 @@ def _configure_deepspeed_state_on_cpu() -> None:
 def _tracking_callbacks(cfg: LfRayConfig, mlflow_run_id: str | None = None) -> list[Any]:
     """The trainer log always; MLflow when `report_to` asks for it, or into the run a pipeline step or a sweep's
     trial opened (`mlflow_run_id`)."""
-    from lf_ray.tracking.mlflow_tracking import MlflowCallback, wants_mlflow
+    from lf_ray.tracking.mlflow_tracking import MlflowCallback
+    from lf_ray.tracking.trackers import wants_mlflow
     from lf_ray.tracking.trainer_log import TrainerLogCallback
 
     callbacks: list[Any] = [TrainerLogCallback()]

@@ -8,13 +8,8 @@ import pytest
 
 from lf_ray.config import build_config
 from lf_ray.errors import ConfigError
-from lf_ray.tracking.mlflow_tracking import (
-    RUN_MARKER,
-    MlflowCallback,
-    report_to_without_mlflow,
-    tracking_uri,
-    wants_mlflow,
-)
+from lf_ray.tracking.mlflow_tracking import RUN_MARKER, MlflowCallback, tracking_uri
+from lf_ray.tracking.trackers import report_to_without_mlflow, wants_mlflow
 from lf_ray.tracking.trainer_log import TrainerLogCallback
 
 
