@@ -70,10 +70,18 @@ class ServeArguments:
         metadata={"help": "Requests allowed to wait for a replica; past it clients get 503. -1: no limit."},
     )
     max_batch_size: int = field(
-        default=16, metadata={"help": "Most concurrent requests (of the same model) decoded as one batch."}
+        default=16,
+        metadata={
+            "help": "Most rows (requests x n) one replica decodes together; a request joins the running decode at "
+            "its next step while there is room, else waits for rows to finish."
+        },
     )
     batch_wait_timeout_s: float = field(
-        default=0.05, metadata={"help": "How long a batch waits for more requests before it starts (seconds)."}
+        default=0.0,
+        metadata={
+            "help": "When a replica is idle, how long the first request waits for others to share its prefill "
+            "(seconds). 0: start at once; requests that arrive later join the running decode at its next step."
+        },
     )
     max_model_len: int | None = field(
         default=None,

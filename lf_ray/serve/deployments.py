@@ -1,8 +1,8 @@
 """The two Ray Serve deployments behind `lf-ray serve`, the shape Ray Serve LLM uses (router + model servers):
 
-- `LLMServer`: model replicas. Each holds a `ChatService`; `@serve.batch` gathers concurrent requests of one
-  model into a single decoding batch, `@serve.multiplexed` loads the LoRA adapter a request names (requests
-  for an adapter are routed to replicas that already hold it).
+- `LLMServer`: model replicas. Each holds a `ChatService` and a `ContinuousBatcher`: a request joins the running
+  decode at its next step (continuous batching), `@serve.multiplexed` loads the LoRA adapter a request names
+  (requests for an adapter are routed to replicas that already hold it).
 - `OpenAIIngress`: the FastAPI HTTP edge. It checks the API key, validates bodies against the OpenAI schema,
   maps `model` to base or adapter, streams server-sent events, and answers every error with OpenAI's body.
 """
@@ -52,13 +52,13 @@ class LLMServer:
     """One model (plus its LoRA adapters) on one replica; requests arrive already validated by the ingress."""
 
     def __init__(self, cfg: LfRayConfig) -> None:
+        from lf_ray.serve.continuous import ContinuousBatcher
         from lf_ray.serve.service import ChatService
 
         self.service = ChatService.from_config(cfg)
-        # one thread owns the model: torch state stays on it, and steps of a batch never run concurrently
-        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-ray-engine")
-        self._decode.set_max_batch_size(cfg.serve.max_batch_size)
-        self._decode.set_batch_wait_timeout_s(cfg.serve.batch_wait_timeout_s)
+        self.batcher = ContinuousBatcher(self.service.engine, cfg.serve.max_batch_size, cfg.serve.batch_wait_timeout_s)
+        # adapter loads run on this thread, off the event loop (the batcher's thread decodes)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-ray-adapters")
 
         async def load_adapter(name: str) -> _AdapterLease:  # a plain function: Serve keeps its cache on it
             return await self._load_adapter(name)
@@ -66,11 +66,8 @@ class LLMServer:
         self.get_adapter = serve.multiplexed(max_num_models_per_replica=cfg.serve.max_loras_per_replica)(load_adapter)
 
     async def _load_adapter(self, name: str) -> _AdapterLease:
-        await self._run(self.service.ensure_adapter, name)
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.service.ensure_adapter, name)
         return _AdapterLease(self, name)
-
-    async def _run(self, fn, *args):
-        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _prepare(self, kind: str, body: dict[str, Any]) -> PreparedRequest:
         if kind == "chat":
@@ -82,29 +79,20 @@ class LLMServer:
             await self.get_adapter(adapter)
         return prepared
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.05)
-    async def _decode(self, requests: list[PreparedRequest]):
-        """Decode every row of every request in one engine batch; yield each request's row deltas per step."""
-        rows = [row for request in requests for row in request.rows]
-        spans, start = [], 0
-        for request in requests:
-            spans.append((start, start + len(request.rows)))
-            start += len(request.rows)
-        finished = [0] * len(requests)
-        steps = self.service.engine.generate(rows)
+    async def _decode(self, prepared: PreparedRequest) -> AsyncIterator[list[Any]]:
+        """The request's row deltas, one list per decoding step; leaving early (a client gone) frees its rows."""
+        from lf_ray.serve.continuous import FINISHED
+
+        loop = asyncio.get_running_loop()
+        steps: asyncio.Queue = asyncio.Queue()
+        request = self.batcher.submit(prepared.rows, lambda item: loop.call_soon_threadsafe(steps.put_nowait, item))
         try:
-            while (deltas := await self._run(next, steps, None)) is not None:
-                out: list[Any] = []
-                for i, (lo, hi) in enumerate(spans):
-                    part = deltas[lo:hi]
-                    if finished[i] == hi - lo:
-                        out.append(StopIteration)
-                        continue
-                    finished[i] += sum(1 for d in part if d is not None and d.finish_reason is not None)
-                    out.append(part)
-                yield out
+            while (item := await steps.get()) is not FINISHED:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
         finally:
-            await self._run(steps.close)
+            self.batcher.cancel(request)
 
     async def _steps(self, prepared: PreparedRequest) -> AsyncIterator[list[dict[str, Any]]]:
         builder = self.service.builder(prepared)
@@ -130,9 +118,13 @@ class LLMServer:
         return builder.body()
 
     def stats(self) -> dict[str, Any]:
-        """Batch sizes this replica has decoded (size -> count) and the adapters it holds."""
+        """Rows per prefill (size -> count), prefills that joined a running decode, and the adapters held."""
         engine = self.service.engine
-        return {"batch_sizes": dict(sorted(engine.batch_sizes.items())), "adapters": engine.adapters}
+        return {
+            "batch_sizes": dict(sorted(engine.batch_sizes.items())),
+            "joined_running": engine.joined_running,
+            "adapters": engine.adapters,
+        }
 
 
 # --- HTTP ingress (helpers first: Serve pickles the ingress class when it is decorated) ----------------------------

@@ -1,10 +1,12 @@
 """Batched, token-by-token generation with transformers on CPU or GPU: the engine behind `lf-ray serve` and `chat`.
 
-`TransformersEngine.generate(rows)` decodes several prompts as one batch (left-padded, one KV cache) and yields,
-after every decoding step, each row's new text. Rows keep their own sampling parameters (temperature, top-p,
-top-k, repetition penalty, seed), stop tokens, stop strings, token budget and LoRA adapter, so requests of
-different clients share a forward pass. Finished rows leave the batch at once. No Ray here: Ray Serve batches
-requests into `generate` (serve/deployments.py); `lf-ray chat` calls it directly.
+`RunningBatch` holds rows decoding together (left-padded, one KV cache): rows join between steps (a joining group
+is prefilled, then its cache is padded and concatenated to the running one) and finished rows leave at once. Rows
+keep their own sampling parameters (temperature, top-p, top-k, repetition penalty, seed), stop tokens, stop
+strings, token budget and LoRA adapter, so requests of different clients share a forward pass.
+`TransformersEngine.generate(rows)` decodes a fixed set of rows and yields, after every step, each row's new text
+(`lf-ray chat`, tests); `ContinuousBatcher` (serve/continuous.py) schedules a Serve replica's requests into one
+running batch. No Ray here.
 """
 
 from __future__ import annotations
@@ -92,7 +94,9 @@ class TransformersEngine:
         keep = {tokenizer.convert_tokens_to_ids(token) for token in keep_tokens}
         self.skipped_ids = frozenset(tokenizer.all_special_ids) - keep
         self.batch_sizes: collections.Counter[int] = collections.Counter()
-        """How many rows each batch started with: the observable proof of dynamic batching."""
+        """How many rows each prefill took in: a batch's rows, or the requests that joined a running batch at once."""
+        self.joined_running = 0
+        """Prefills that joined a batch already decoding: the observable proof of continuous batching."""
         self.lock = threading.Lock()
         """Held during a forward pass and while an adapter is (un)loaded: both touch the model's modules."""
         self.adapters_in_use: collections.Counter[str] = collections.Counter()
@@ -144,38 +148,18 @@ class TransformersEngine:
 
     def generate(self, rows: Sequence[GenerationRow]) -> Iterator[list[RowDelta | None]]:
         """Decode `rows` together; after each step yield one entry per row (None once the row has finished)."""
-
         states = [_RowState(row, _make_generator(row.params.seed)) for row in rows]
-        self.batch_sizes[len(rows)] += 1
-        in_use = [row.adapter for row in rows if row.adapter is not None]
-        self.adapters_in_use.update(in_use)
+        index = {id(state): i for i, state in enumerate(states)}
+        batch = RunningBatch(self)
         try:
-            yield from self._decode(states)
+            batch.admit(states)
+            while batch.states:
+                deltas: list[RowDelta | None] = [None] * len(states)
+                for state, delta in batch.step():
+                    deltas[index[id(state)]] = delta
+                yield deltas
         finally:
-            self.adapters_in_use.subtract(in_use)
-            self._unload_pending()
-
-    def _decode(self, states: list[_RowState]) -> Iterator[list[RowDelta | None]]:
-        import torch
-
-        active = list(range(len(states)))
-        cache, logits, mask, positions = self._prefill(states)
-        while active:
-            next_ids = self._choose_tokens(logits, [states[i] for i in active])
-            deltas: list[RowDelta | None] = [None] * len(states)
-            for slot, index in enumerate(active):
-                deltas[index] = self._advance(states[index], int(next_ids[slot]))
-            yield deltas
-            keep = [slot for slot, index in enumerate(active) if states[index].finish_reason is None]
-            if not keep:
-                return
-            if len(keep) < len(active):
-                cache.batch_select_indices(torch.tensor(keep, device=self.device))
-                mask, positions, next_ids = mask[keep], positions[keep], next_ids[keep]
-                active = [active[slot] for slot in keep]
-            mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=1)
-            positions = positions + 1
-            logits = self._forward(next_ids[:, None], mask, positions, cache, [states[i] for i in active])
+            batch.clear()
 
     def _prefill(self, states: list[_RowState]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the left-padded prompts once; return the cache, last logits, attention mask and last positions."""
@@ -245,6 +229,117 @@ class TransformersEngine:
         delta = text[state.emitted : max(safe, state.emitted)]
         state.emitted = max(safe, state.emitted)
         return RowDelta(delta, produced, state.finish_reason)
+
+
+class RunningBatch:
+    """Rows decoding together in one KV cache. Rows join (`admit`) and leave (finished, or `drop`) between steps.
+
+    Prompts are left-padded. A joining group is prefilled on its own, then its cache is left-padded to the running
+    cache's length (or the running one to the group's) and the two are concatenated along the batch, so every row
+    keeps its own positions and attention mask: greedy outputs equal those of the row decoded alone. Leading columns
+    no row attends to any more are cut off. Only caches made of plain `DynamicLayer`s can be joined (a sliding-window
+    or static cache cannot); for those, `joinable` says rows wait until the batch is empty.
+    """
+
+    def __init__(self, engine: TransformersEngine) -> None:
+        self.engine = engine
+        self.states: list[_RowState] = []
+        self.cache: Any = None
+        self.mask: torch.Tensor | None = None
+        self.positions: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
+        """Each row's logits for its next token, from the last forward pass."""
+
+    @property
+    def joinable(self) -> bool:
+        """Whether rows can join now: the batch is empty, or its cache can be padded and concatenated."""
+        from transformers.cache_utils import DynamicLayer
+
+        return not self.states or all(type(layer) is DynamicLayer for layer in self.cache.layers)
+
+    def admit(self, states: list[_RowState]) -> None:
+        """Prefill `states` and add them to the batch; their first tokens are chosen at the next `step`."""
+        import torch
+
+        cache, logits, mask, positions = self.engine._prefill(states)
+        self.engine.batch_sizes[len(states)] += 1
+        if self.states:
+            self.engine.joined_running += 1
+            width = max(mask.shape[1], self.mask.shape[1])
+            for running, joining in zip(self.cache.layers, cache.layers, strict=True):
+                running.keys = torch.cat([_pad_left(running.keys, width), _pad_left(joining.keys, width)])
+                running.values = torch.cat([_pad_left(running.values, width), _pad_left(joining.values, width)])
+            self.mask = torch.cat([_pad_left(self.mask, width, dim=1), _pad_left(mask, width, dim=1)])
+            self.positions = torch.cat([self.positions, positions])
+            self.logits = torch.cat([self.logits, logits])
+        else:
+            self.cache, self.mask, self.positions, self.logits = cache, mask, positions, logits
+        self.states.extend(states)
+        self.engine.adapters_in_use.update(s.row.adapter for s in states if s.row.adapter is not None)
+
+    def step(self) -> list[tuple[_RowState, RowDelta]]:
+        """Choose every row's next token and hand out its text; finished rows leave; the rest run one forward pass."""
+        import torch
+
+        states, engine = self.states, self.engine
+        next_ids = engine._choose_tokens(self.logits, states)
+        deltas = [(state, engine._advance(state, int(token))) for state, token in zip(states, next_ids, strict=True)]
+        keep = [slot for slot, state in enumerate(states) if state.finish_reason is None]
+        self._keep(keep)
+        if self.states:
+            self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.states), 1))], dim=1)
+            self.positions = self.positions + 1
+            ids = next_ids[keep][:, None] if len(keep) < len(next_ids) else next_ids[:, None]
+            self.logits = engine._forward(ids, self.mask, self.positions, self.cache, self.states)
+        return deltas
+
+    def drop(self, leaving: Sequence[_RowState]) -> None:
+        """Take rows out between steps (their client went away)."""
+        gone = {id(state) for state in leaving}
+        self._keep([slot for slot, state in enumerate(self.states) if id(state) not in gone])
+
+    def clear(self) -> None:
+        self._keep([])
+
+    def _keep(self, slots: list[int]) -> None:
+        import torch
+
+        if len(slots) == len(self.states):
+            return
+        kept = set(slots)
+        leaving = [state.row.adapter for slot, state in enumerate(self.states) if slot not in kept]
+        self.states = [self.states[slot] for slot in slots]
+        if not slots:
+            self.cache = self.mask = self.positions = self.logits = None
+        else:
+            index = torch.tensor(slots, device=self.mask.device)
+            self.cache.batch_select_indices(index)
+            self.mask, self.positions, self.logits = self.mask[index], self.positions[index], self.logits[index]
+            self._trim()
+        self.engine.adapters_in_use.subtract(name for name in leaving if name is not None)
+        self.engine._unload_pending()
+
+    def _trim(self) -> None:
+        """Cut the leading columns no remaining row attends to (padding of rows that have left)."""
+        if not self.joinable:
+            return
+        unused = int((self.mask.sum(dim=0) == 0).long().cumprod(dim=0).sum())
+        if unused:
+            self.mask = self.mask[:, unused:]
+            for layer in self.cache.layers:
+                layer.keys, layer.values = layer.keys[:, :, unused:], layer.values[:, :, unused:]
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int = 2) -> torch.Tensor:
+    """Zero-pad `tensor` on the left of `dim` to `width` (KV caches: batch, heads, length, head size)."""
+    import torch
+
+    missing = width - tensor.shape[dim]
+    if not missing:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
 
 
 def _make_generator(seed: int | None) -> Any:

@@ -91,6 +91,6 @@ def serve_plan(cfg: LfRayConfig, model_ids: list[str]) -> list[str]:
         f"models       {', '.join(model_ids)}",
         f"url          http://{api_host(serve.api_host)}:{api_port(serve.api_port)}{prefix}/v1",
         f"app          {serve.serve_app_name} ({scaling}, {resources} each)",
-        f"batching     up to {serve.max_batch_size} requests, waiting {serve.batch_wait_timeout_s}s; "
+        f"batching     continuous, up to {serve.max_batch_size} rows, idle wait {serve.batch_wait_timeout_s}s; "
         f"{serve.max_ongoing_requests} ongoing per replica",
     ]

@@ -1,11 +1,15 @@
-"""Session fixtures of the serve tests: two LoRA adapters trained once (see adapters.py)."""
+"""Fixtures of the serve tests: two LoRA adapters trained once (see adapters.py), and a service holding both."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from lf_ray.artifacts import atomic_directory
+from lf_ray.config import prepare_config
 from lf_ray.constants import lf_ray_home
+from lf_ray.serve.service import ChatService
 from tests.serve.adapters import recipe_fingerprint, train_adapter
 
 
@@ -21,3 +25,19 @@ def qwen_adapters(tiny_qwen_path) -> dict[str, str]:
                 train_adapter(name, tmp)
         adapters[name] = str(folder)
     return adapters
+
+
+@pytest.fixture(scope="module")
+def service(qwen_adapters) -> ChatService:
+    """The tiny Qwen with both adapters loaded, in this process (no Ray)."""
+    cfg = prepare_config(None, ["model_name_or_path=builtin:tiny-qwen", f"lora_modules={json.dumps(qwen_adapters)}"])
+    svc = ChatService.from_config(cfg)
+    for name in qwen_adapters:
+        svc.ensure_adapter(name)
+    return svc
+
+
+def prompt(service: ChatService, text: str) -> list[int]:
+    """The prompt ids of one user message, as the chat endpoint encodes it."""
+    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
+    return service.template.encode_oneturn(service.tokenizer, messages)[0]

@@ -3,29 +3,11 @@ row keeps its own adapter, stop rules, budget and seed."""
 
 from __future__ import annotations
 
-import json
-
-import pytest
 import torch
 
-from lf_ray.config import prepare_config
 from lf_ray.serve.engine import GenerationRow, SamplingParams, TransformersEngine
-from lf_ray.serve.service import ChatService
 from tests.serve.adapters import GREETING, PLAIN_ANSWER
-
-
-@pytest.fixture(scope="module")
-def service(qwen_adapters) -> ChatService:
-    cfg = prepare_config(None, ["model_name_or_path=builtin:tiny-qwen", f"lora_modules={json.dumps(qwen_adapters)}"])
-    svc = ChatService.from_config(cfg)
-    for name in qwen_adapters:
-        svc.ensure_adapter(name)
-    return svc
-
-
-def prompt(service: ChatService, text: str) -> list[int]:
-    messages = [{"role": "user", "content": text}, {"role": "assistant", "content": ""}]
-    return service.template.encode_oneturn(service.tokenizer, messages)[0]
+from tests.serve.conftest import prompt
 
 
 def run(engine: TransformersEngine, rows: list[GenerationRow]) -> tuple[list[str], list[list]]:

@@ -92,7 +92,7 @@ def test_plan_names_url_models_and_scaling(monkeypatch):
     assert "models       tiny-qwen, a" in plan
     batching = serve_plan(cfg("api_host=10.0.0.5", "max_batch_size=4", "batch_wait_timeout_s=0.2"), ["tiny-qwen"])
     assert "url          http://10.0.0.5:8000/v1" in batching
-    assert any(line.startswith("batching     up to 4 requests, waiting 0.2s") for line in batching)
+    assert any(line.startswith("batching     continuous, up to 4 rows, idle wait 0.2s") for line in batching)
 
 
 def test_vllm_llm_config_is_a_valid_ray_serve_llm_config():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import socket
+import threading
+import time
 
 import openai
 import pytest
@@ -151,6 +153,30 @@ def test_sixteen_concurrent_requests_are_batched(client, endpoint):
     new = {int(size): count - before.get(size, 0) for size, count in after.items() if count > before.get(size, 0)}
     assert sum(size * count for size, count in new.items()) == 16
     assert max(new) > 1, new
+
+
+def test_a_short_request_finishes_while_a_long_stream_decodes(client, endpoint):
+    """Continuous batching over HTTP: the short request joins the running decode instead of waiting for it."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    joined = requests.get(f"{endpoint.url}/stats", headers=auth).json()["joined_running"]
+    arrivals: list[tuple[float, str | None]] = []
+    first_chunk = threading.Event()
+
+    def read_long() -> None:
+        for chunk in ask(client, "tiny-qwen", "Tell me a long story", max_tokens=160, stream=True):
+            arrivals.append((time.monotonic(), chunk.choices[0].finish_reason if chunk.choices else None))
+            first_chunk.set()
+
+    reader = threading.Thread(target=read_long)
+    reader.start()
+    assert first_chunk.wait(60)
+    short = ask(client, "greeter", "Hello!", max_tokens=24)
+    answered = time.monotonic()
+    reader.join(120)
+    assert short.choices[0].message.content == GREETING
+    assert arrivals[-1][1] == "length"
+    assert sum(1 for at, _ in arrivals if at > answered) > 20  # the long one went on decoding after
+    assert requests.get(f"{endpoint.url}/stats", headers=auth).json()["joined_running"] == joined + 1
 
 
 def _post(endpoint, path: str, body, key: str | None = KEY) -> requests.Response:
