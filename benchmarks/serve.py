@@ -1,8 +1,11 @@
 """Serving throughput and latency: lf-ray's Ray Serve endpoint at 1, 8 and 32 concurrent clients, against sequential
-transformers `generate` in one process on the same model and prompts.
+transformers `generate` in one process on the same model and prompts, and optionally against any other
+OpenAI-compatible server (`--against URL`, e.g. LLaMA-Factory's `llamafactory-cli api` on the same model) at the
+same levels.
 
     python benchmarks/serve.py                                  # SmolLM2-135M, 32 requests per level
     python benchmarks/serve.py --model builtin:tiny-qwen --requests 64 --max-tokens 48
+    python benchmarks/serve.py --model /path/to/model --against http://127.0.0.1:8001/v1 --levels 1,16,32
 
 Every request is greedy with the same token budget, stopping at the template's stop tokens, so both sides produce
 the same tokens. Latency is per request (send to full answer); output tokens are the server's `usage` counts
@@ -95,6 +98,8 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--against", help="base URL of another OpenAI-compatible server on the same model")
+    parser.add_argument("--against-model", default="default", help="the `model` to send to --against")
     args = parser.parse_args()
 
     import openai
@@ -110,33 +115,46 @@ def main() -> None:
             f"api_port={free_port()}",
             'ray_actor_options={"num_cpus": 2}',
             f"max_batch_size={args.max_batch_size}",
-            "batch_wait_timeout_s=0.02",
             "serve_app_name=lf-ray-bench",
         ],
     )
     prompts = questions(args.requests)
     base = baseline(cfg, prompts, args.max_tokens)
+    other = {}
+    if args.against:
+        against = openai.OpenAI(base_url=args.against, api_key="none", max_retries=0, timeout=600)
+        load(against, args.against_model, prompts[:2], 1, 4)  # warm-up
+        for clients in levels:
+            other[clients] = load(against, args.against_model, prompts, clients, args.max_tokens)
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     started = time.perf_counter()
     endpoint = start_serve(cfg)
     print(f"# deployed {endpoint.base_model} in {time.perf_counter() - started:.1f} s at {endpoint.url}")
     client = openai.OpenAI(base_url=endpoint.url, api_key="none", max_retries=0, timeout=600)
     load(client, endpoint.base_model, prompts[:2], 1, 4)  # warm-up
-    rows = {"sequential generate": base}
+    rows = {"sequential generate": (base, None)}
     try:
         for clients in levels:
-            rows[f"serve, {clients} clients"] = load(client, endpoint.base_model, prompts, clients, args.max_tokens)
+            ours = load(client, endpoint.base_model, prompts, clients, args.max_tokens)
+            if clients in other:
+                rows[f"--against, {clients} clients"] = (other[clients], None)
+            rows[f"serve, {clients} clients"] = (ours, other.get(clients))
     finally:
         stop_serve(endpoint)
         ray.shutdown()
     print(f"# {args.model}, {args.requests} requests per row, greedy, max_tokens {args.max_tokens}")
-    print(f"{'':24} {'req/s':>8} {'tok/s':>8} {'p50 s':>8} {'p99 s':>8} {'x req/s':>8} {'x tok/s':>8}")
-    for name, row in rows.items():
+    print("# x: ratio to sequential generate; vs: lf-ray's tok/s and p50 over --against's at the same concurrency")
+    header = f"{'':24} {'req/s':>8} {'tok/s':>8} {'p50 s':>8} {'p99 s':>8} {'x req/s':>8} {'x tok/s':>8}"
+    print(header + (f" {'vs tok/s':>8} {'vs p50':>8}" if other else ""))
+    for name, (row, rival) in rows.items():
         ratio_req, ratio_tok = row["req_s"] / base["req_s"], row["tok_s"] / base["tok_s"]
-        print(
-            f"{name:24} {row['req_s']:8.2f} {row['tok_s']:8.1f} {row['p50_s']:8.2f} {row['p99_s']:8.2f} "
+        line = (
+            f"{name:24} {row['req_s']:8.2f} {row['tok_s']:8.1f} {row['p50_s']:8.3f} {row['p99_s']:8.3f} "
             f"{ratio_req:8.2f} {ratio_tok:8.2f}"
         )
+        if rival:
+            line += f" {row['tok_s'] / rival['tok_s']:8.2f} {row['p50_s'] / rival['p50_s']:8.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Crash safety with real processes: kill the driver of `lf-ray run` during training and run it again; and the
-same pipeline submitted with `ray job submit` to a `ray start --head` cluster."""
+"""Crash safety with real processes: kill the driver of `lf-ray run` during training and run it again; and a
+pipeline submitted with `ray job submit` to a `ray start --head` cluster."""
 
 from __future__ import annotations
 
@@ -21,10 +21,8 @@ from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.train.launcher import written_locally
 from tests.e2e.conftest import BIN, job_env
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def _pipeline(tmp_path: Path, storage_path: str, max_steps: int) -> Path:
+def _pipeline(tmp_path: Path, storage_path: str, max_steps: int, save_steps: int) -> Path:
     raw = {
         "name": "resumable",
         "storage_path": storage_path,
@@ -38,7 +36,7 @@ def _pipeline(tmp_path: Path, storage_path: str, max_steps: int) -> Path:
                 "with": {
                     "finetuning_type": "lora",
                     "max_steps": max_steps,
-                    "save_steps": 2,
+                    "save_steps": save_steps,
                     "logging_steps": 1,
                     "per_device_train_batch_size": 2,
                     "ray_num_workers": 1,
@@ -70,7 +68,7 @@ def storage_path(request, tmp_path) -> str:
 
 
 def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, storage_path):
-    pipeline = _pipeline(tmp_path, storage_path, max_steps=24)
+    pipeline = _pipeline(tmp_path, storage_path, max_steps=12, save_steps=3)
     driver = subprocess.Popen(
         [str(BIN / "lf-ray"), "run", str(pipeline)],
         cwd=tmp_path,
@@ -86,7 +84,7 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, sto
     try:
         deadline = time.time() + 420
         while time.time() < deadline and driver.poll() is None:
-            if log.exists() and max(_logged_steps(log) or [0]) >= 5:  # past the checkpoint at step 4
+            if log.exists() and max(_logged_steps(log) or [0]) >= 4:  # past the checkpoint at step 3
                 break
             time.sleep(0.5)
         assert driver.poll() is None, "the pipeline finished or died before it could be killed"
@@ -113,14 +111,14 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, sto
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert "data: cached" in rerun.stdout
     # a quiet console: the train step's progress lines, none of what Ray's workers print (that goes to a log file)
-    assert "[sft] [train] step 24/24" in rerun.stdout and "Ray's worker output: " in rerun.stderr
+    assert "[sft] [train] step 12/12" in rerun.stdout and "Ray's worker output: " in rerun.stderr
     assert "RayTrainWorker" not in rerun.stdout + rerun.stderr and "TrainController" not in rerun.stdout + rerun.stderr
     assert _manifest(data_dir)["created_at"] == data_written  # preprocess did not run again
     assert _manifest(sft_dir)["status"] == "complete"
     final_log = tmp_path / "trainer_log.jsonl"  # as committed in the artifact (uploaded, for a URI)
     final_log.write_bytes(storage.read_bytes(storage.join(sft_dir, "model", "trainer_log.jsonl")))
     assert read_trainer_log(final_log)[0].get("written_before_the_kill")  # resumed from the checkpoint, not step 0
-    assert _logged_steps(final_log) == list(range(1, 25)), final_log.read_text()  # no step lost or counted twice
+    assert _logged_steps(final_log) == list(range(1, 13)), final_log.read_text()  # no step lost or counted twice
     assert _manifest(export_dir)["status"] == "complete"
     assert [storage.list_dirs(storage.join(storage_path, "resumable", "steps", step)) for step in planned] == [
         [data_dir],
@@ -129,23 +127,19 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, sto
     ]  # one artifact a step: the re-run wrote into the same ones
 
 
-def test_ray_job_submit_runs_the_sweep_pipeline_on_a_ray_cluster(tmp_path, ray_head_cluster):
-    """pipelines/sweep.yaml (tokenize, an ASHA sweep, eval and export of the best trial) as a Ray job."""
-    sweep = yaml.safe_load((ROOT / "pipelines" / "sweep.yaml").read_text())
-    sweep["storage_path"] = str(tmp_path / "store")
-    sweep["steps"][1]["with"]["tune"]["num_samples"] = 2  # smaller still: tests/tune runs the 4-trial sweep
-    (tmp_path / "sweep.yaml").write_text("# lf-ray run sweep.yaml\n" + yaml.safe_dump(sweep, sort_keys=False))
+def test_ray_job_submit_runs_a_pipeline_on_a_ray_cluster(tmp_path, ray_head_cluster):
+    """tokenize, train and export as a Ray job (tests/tune runs sweeps; this is about the job path)."""
+    _pipeline(tmp_path, str(tmp_path / "store"), max_steps=4, save_steps=2)
     env = ray_head_cluster.env
     submit = [
         str(BIN / "ray"), "job", "submit", "--address", ray_head_cluster.dashboard,
-        "--working-dir", str(tmp_path), "--", "lf-ray", "run", "sweep.yaml",
+        "--working-dir", str(tmp_path), "--", "lf-ray", "run", "resumable.yaml",
     ]  # fmt: skip
     job = subprocess.run(submit, env=env, capture_output=True, text=True, timeout=600)
     assert job.returncode == 0, job.stdout[-3000:] + job.stderr[-3000:]
     assert "succeeded" in job.stdout and "[pipeline] export: complete" in job.stdout
-    steps = tmp_path / "store" / "sweep" / "steps"
+    steps = tmp_path / "store" / "resumable" / "steps"
     (export_dir,) = (steps / "export").glob("*")
     assert (export_dir / "model" / "model.safetensors").is_file()
-    (sweep_dir,) = (steps / "sweep").glob("*")
-    assert json.loads((sweep_dir / "manifest.json").read_text())["metrics"]["trials"] == 2
-    assert (sweep_dir / "model" / "best" / "adapter_model.safetensors").is_file()
+    (sft_dir,) = (steps / "sft").glob("*")
+    assert _logged_steps(sft_dir / "model" / "trainer_log.jsonl") == [1, 2, 3, 4]

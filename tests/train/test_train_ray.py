@@ -50,7 +50,6 @@ STAGE_CASES = [
     ("sft", "identity", ["quantization_bit=4"]),  # QLoRA: bitsandbytes 4-bit base on each worker's CPU
     ("pt", "c4_demo", ["val_size=0.25", "eval_strategy=steps", "eval_steps=3"]),
     ("dpo", "dpo_en_demo", ["pref_loss=sigmoid"]),
-    ("dpo", "dpo_en_demo", ["pref_loss=orpo"]),
     ("kto", "kto_en_demo", []),
     ("rm", "dpo_en_demo", []),
 ]
