@@ -98,6 +98,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--idle-wait", type=float, default=0.0, help="batch_wait_timeout_s of the lf-ray endpoint")
     parser.add_argument("--against", help="base URL of another OpenAI-compatible server on the same model")
     parser.add_argument("--against-model", default="default", help="the `model` to send to --against")
     args = parser.parse_args()
@@ -115,6 +116,7 @@ def main() -> None:
             f"api_port={free_port()}",
             'ray_actor_options={"num_cpus": 2}',
             f"max_batch_size={args.max_batch_size}",
+            f"batch_wait_timeout_s={args.idle_wait}",
             "serve_app_name=lf-ray-bench",
         ],
     )
