@@ -92,7 +92,10 @@ def ray_session():
     """A real local Ray shared by every test that needs one (starting Ray costs seconds)."""
     import ray
 
+    from lf_ray.cluster import prepare_local_ray_environment
+
     if not ray.is_initialized():
+        prepare_local_ray_environment()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
