@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lf_ray.serve.engine import GenerationRow, RowDelta, RunningBatch, TransformersEngine, _make_generator, _RowState
+from lf_ray.serve.engine import GenerationRow, RowDelta, RowState, RunningBatch, TransformersEngine
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ Deliver = Callable[[Any], None]
 class Request:
     """One submitted request: its rows' decoding states and where its steps go."""
 
-    states: list[_RowState]
+    states: list[RowState]
     deliver: Deliver
     number: int
     left: int = field(init=False)
@@ -66,7 +66,7 @@ class ContinuousBatcher:
         self._thread.start()
 
     def submit(self, rows: Sequence[GenerationRow], deliver: Deliver) -> Request:
-        states = [_RowState(row, _make_generator(row.params.seed)) for row in rows]
+        states = [RowState.start(row) for row in rows]
         request = Request(states, deliver, next(self._numbers))
         with self._changed:
             if self._closed:

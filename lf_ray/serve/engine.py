@@ -60,12 +60,18 @@ class RowDelta:
 
 
 @dataclass
-class _RowState:
+class RowState:
+    """A row while it decodes: its sampling generator (seeded rows), the ids so far, the text handed out."""
+
     row: GenerationRow
     generator: Any
     ids: list[int] = field(default_factory=list)
     emitted: int = 0  # characters of the decoded text already handed out
     finish_reason: str | None = None
+
+    @classmethod
+    def start(cls, row: GenerationRow) -> RowState:
+        return cls(row, _make_generator(row.params.seed))
 
 
 def cache_kwarg(model: Any) -> str:
@@ -148,7 +154,7 @@ class TransformersEngine:
 
     def generate(self, rows: Sequence[GenerationRow]) -> Iterator[list[RowDelta | None]]:
         """Decode `rows` together; after each step yield one entry per row (None once the row has finished)."""
-        states = [_RowState(row, _make_generator(row.params.seed)) for row in rows]
+        states = [RowState.start(row) for row in rows]
         index = {id(state): i for i, state in enumerate(states)}
         batch = RunningBatch(self)
         try:
@@ -161,7 +167,7 @@ class TransformersEngine:
         finally:
             batch.clear()
 
-    def _prefill(self, states: list[_RowState]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _prefill(self, states: list[RowState]) -> tuple[Any, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Run the left-padded prompts once; return the cache, last logits, attention mask and last positions."""
         import torch
         from transformers import DynamicCache
@@ -179,7 +185,7 @@ class TransformersEngine:
         logits = self._forward(ids, mask, positions, cache, states)
         return cache, logits, mask, positions[:, -1:]
 
-    def _forward(self, ids, mask, positions, cache, states: list[_RowState]) -> torch.Tensor:
+    def _forward(self, ids, mask, positions, cache, states: list[RowState]) -> torch.Tensor:
         """One forward pass under the lock (an adapter is never loaded or dropped mid-pass)."""
         import torch
 
@@ -198,7 +204,7 @@ class TransformersEngine:
             )
             return out.logits[:, -1, :].float()
 
-    def _choose_tokens(self, logits: torch.Tensor, states: list[_RowState]) -> torch.Tensor:
+    def _choose_tokens(self, logits: torch.Tensor, states: list[RowState]) -> torch.Tensor:
         """Greedy rows without penalties take one batched argmax; the others go through their own processors."""
         import torch
 
@@ -210,7 +216,7 @@ class TransformersEngine:
                 chosen[slot] = _sample_one(logits[slot : slot + 1], history, params, state.generator)
         return chosen
 
-    def _advance(self, state: _RowState, token: int) -> RowDelta:
+    def _advance(self, state: RowState, token: int) -> RowDelta:
         """Append a token, decide whether the row ends, and return the text that is now safe to hand out."""
         params = state.row.params
         if token in self.stop_token_ids:
@@ -243,7 +249,7 @@ class RunningBatch:
 
     def __init__(self, engine: TransformersEngine) -> None:
         self.engine = engine
-        self.states: list[_RowState] = []
+        self.states: list[RowState] = []
         self.cache: Any = None
         self.mask: torch.Tensor | None = None
         self.positions: torch.Tensor | None = None
@@ -257,7 +263,7 @@ class RunningBatch:
 
         return not self.states or all(type(layer) is DynamicLayer for layer in self.cache.layers)
 
-    def admit(self, states: list[_RowState]) -> None:
+    def admit(self, states: list[RowState]) -> None:
         """Prefill `states` and add them to the batch; their first tokens are chosen at the next `step`."""
         import torch
 
@@ -277,7 +283,7 @@ class RunningBatch:
         self.states.extend(states)
         self.engine.adapters_in_use.update(s.row.adapter for s in states if s.row.adapter is not None)
 
-    def step(self) -> list[tuple[_RowState, RowDelta]]:
+    def step(self) -> list[tuple[RowState, RowDelta]]:
         """Choose every row's next token and hand out its text; finished rows leave; the rest run one forward pass."""
         import torch
 
@@ -289,11 +295,10 @@ class RunningBatch:
         if self.states:
             self.mask = torch.cat([self.mask, self.mask.new_ones((len(self.states), 1))], dim=1)
             self.positions = self.positions + 1
-            ids = next_ids[keep][:, None] if len(keep) < len(next_ids) else next_ids[:, None]
-            self.logits = engine._forward(ids, self.mask, self.positions, self.cache, self.states)
+            self.logits = engine._forward(next_ids[keep][:, None], self.mask, self.positions, self.cache, self.states)
         return deltas
 
-    def drop(self, leaving: Sequence[_RowState]) -> None:
+    def drop(self, leaving: Sequence[RowState]) -> None:
         """Take rows out between steps (their client went away)."""
         gone = {id(state) for state in leaving}
         self._keep([slot for slot, state in enumerate(self.states) if id(state) not in gone])
