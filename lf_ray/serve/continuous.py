@@ -99,14 +99,21 @@ class ContinuousBatcher:
             if joining is None:
                 batch.clear()
                 return
-            if cancelled:
-                batch.drop([state for request in cancelled for state in request.states])
-                for request in cancelled:
+            try:
+                if cancelled:
+                    batch.drop([state for request in cancelled for state in request.states])
+                    for request in cancelled:
+                        self._forget(request)
+                if joining:
+                    self._admit(batch, joining)
+                if batch.states:
+                    self._step(batch)
+            except Exception as err:  # a decoding step failed: every request in the batch hears of it
+                logger.exception("decoding %d row(s) failed", len(batch.states))
+                for request in {id(r): r for r in self._running.values()}.values():
+                    _send(request, err)
                     self._forget(request)
-            if joining:
-                self._admit(batch, joining)
-            if batch.states:
-                self._step(batch)
+                batch.clear()
 
     def _next_work(self, batch: RunningBatch) -> tuple[list[Request] | None, list[Request]]:
         """Wait until there is something to do; take the cancelled requests and those that may join now."""
@@ -143,15 +150,7 @@ class ContinuousBatcher:
             self._running.update((id(state), request) for state in request.states)
 
     def _step(self, batch: RunningBatch) -> None:
-        try:
-            deltas = batch.step()
-        except Exception as err:  # a decoding step failed: every request in the batch hears of it
-            logger.exception("decoding step of %d row(s) failed", len(batch.states))
-            for request in {id(r): r for r in self._running.values()}.values():
-                _send(request, err)
-                self._forget(request)
-            batch.clear()
-            return
+        deltas = batch.step()
         by_request: dict[int, tuple[Request, dict[int, RowDelta]]] = {}
         for state, delta in deltas:
             request = self._running[id(state)]

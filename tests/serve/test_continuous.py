@@ -142,3 +142,29 @@ def test_a_failing_prefill_fails_only_its_request(service, batcher):
     assert got_broken.done.wait(60) and isinstance(got_broken.error, IndexError)
     assert got_steady.done.wait(60) and got_steady.error is None
     assert got_steady.texts == [alone(service, steady)]
+
+
+def test_a_failing_step_fails_every_request_in_the_batch_and_the_next_ones_are_served(service, batcher, monkeypatch):
+    engine = service.engine
+    forward, calls = engine._forward, []
+
+    def failing_fourth_pass(*args):  # 1: A's prefill, 2: A's step, 3: B's prefill, 4: the step of A and B
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("device lost")
+        return forward(*args)
+
+    monkeypatch.setattr(engine, "_forward", failing_fourth_pass)
+    log: list = []
+    greedy = SamplingParams(max_new_tokens=10)
+    got_b = Collector("b", 1, log)
+    got_a = Collector("a", 1, log, lambda step: step == 1 and batcher.submit([GenerationRow([1, 2, 3], greedy)], got_b))
+    batcher.submit([GenerationRow(prompt(service, "hi"), greedy)], got_a)
+    for got in (got_a, got_b):
+        assert got.done.wait(60) and isinstance(got.error, RuntimeError) and str(got.error) == "device lost"
+    after = GenerationRow(prompt(service, "Hello!"), SamplingParams(max_new_tokens=6))
+    got_after = Collector("after", 1, log)
+    batcher.submit([after], got_after)
+    assert got_after.done.wait(60) and got_after.error is None
+    assert got_after.texts == [alone(service, after)]
+    assert engine.adapters_in_use.total() == 0
