@@ -79,18 +79,34 @@ class LLMServer:
             await self.get_adapter(adapter)
         return prepared
 
-    async def _decode(self, prepared: PreparedRequest) -> AsyncIterator[list[Any]]:
-        """The request's row deltas, one list per decoding step; leaving early (a client gone) frees its rows."""
+    async def _decode(self, prepared: PreparedRequest, *, live: bool = True) -> AsyncIterator[list[Any]]:
+        """The request's row deltas, one list per decoding step; leaving early (a client gone) frees its rows.
+
+        `live=False` (a non-streaming answer): the steps are kept on the decoding thread and handed over once the
+        request ends, instead of waking this event loop at every step."""
         from lf_ray.serve.continuous import FINISHED
 
         loop = asyncio.get_running_loop()
         steps: asyncio.Queue = asyncio.Queue()
-        request = self.batcher.submit(prepared.rows, lambda item: loop.call_soon_threadsafe(steps.put_nowait, item))
+        kept: list[Any] = []
+
+        def at_once(item: Any) -> None:
+            loop.call_soon_threadsafe(steps.put_nowait, [item])
+
+        def at_the_end(item: Any) -> None:
+            kept.append(item)
+            if item is FINISHED or isinstance(item, BaseException):
+                loop.call_soon_threadsafe(steps.put_nowait, kept)
+
+        request = self.batcher.submit(prepared.rows, at_once if live else at_the_end)
         try:
-            while (item := await steps.get()) is not FINISHED:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
+            while True:
+                for item in await steps.get():
+                    if item is FINISHED:
+                        return
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
         finally:
             self.batcher.cancel(request)
 
@@ -113,7 +129,7 @@ class LLMServer:
     async def complete(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         prepared = await self._prepare(kind, body)
         builder = self.service.builder(prepared)
-        async for deltas in self._decode(prepared):
+        async for deltas in self._decode(prepared, live=False):
             builder.step(deltas)
         return builder.body()
 
