@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lf_ray.serve.engine import GenerationRow, RowDelta, RowState, RunningBatch, TransformersEngine
+from lf_ray.serve.engine import GenerationRow, RowState, RunningBatch, TransformersEngine
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class ContinuousBatcher:
                     self._step(batch)
             except Exception as err:  # a decoding step failed: every request in the batch hears of it
                 logger.exception("decoding %d row(s) failed", len(batch.states))
-                for request in {id(r): r for r in self._running.values()}.values():
+                for request in dict.fromkeys(self._running.values()):
                     _send(request, err)
                     self._forget(request)
                 batch.clear()
@@ -145,19 +145,17 @@ class ContinuousBatcher:
             logger.exception("prefill of %d row(s) failed", len(states))
             for request in joining:
                 _send(request, err)
+                self._forget(request)
             return
         for request in joining:
             self._running.update((id(state), request) for state in request.states)
 
     def _step(self, batch: RunningBatch) -> None:
-        deltas = batch.step()
-        by_request: dict[int, tuple[Request, dict[int, RowDelta]]] = {}
-        for state, delta in deltas:
-            request = self._running[id(state)]
-            by_request.setdefault(request.number, (request, {}))[1][id(state)] = delta
-        for request, got in by_request.values():
-            _send(request, [got.get(id(state)) for state in request.states])
-            request.left -= sum(1 for delta in got.values() if delta.finish_reason is not None)
+        delta_of = {id(state): delta for state, delta in batch.step()}
+        for request in dict.fromkeys(self._running[key] for key in delta_of):
+            step = [delta_of.get(id(state)) for state in request.states]
+            _send(request, step)
+            request.left -= sum(1 for delta in step if delta is not None and delta.finish_reason is not None)
             if not request.left:
                 self._forget(request)
                 _send(request, FINISHED)
