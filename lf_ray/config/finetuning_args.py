@@ -13,10 +13,11 @@ from typing import Literal
 
 from lf_ray.config.adapter_args import FreezeArguments, LoraArguments, OFTArguments
 from lf_ray.config.coercion import split_commas
+from lf_ray.config.grpo_args import GRPOArguments
 from lf_ray.config.optimizer_args import ApolloArguments, BAdamArguments, GaloreArguments
 from lf_ray.config.rlhf_args import RLHFArguments
 
-Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto"]
+Stage = Literal["pt", "sft", "rm", "ppo", "dpo", "kto", "grpo"]
 FinetuningType = Literal["lora", "oft", "freeze", "full"]
 _LIST_FIELDS = (
     "freeze_trainable_modules",
@@ -27,6 +28,7 @@ _LIST_FIELDS = (
     "galore_target",
     "apollo_target",
     "ref_model_adapters",
+    "reward_funcs",
 )
 
 
@@ -68,6 +70,7 @@ class FinetuningArguments(
     BAdamArguments,
     ApolloArguments,
     GaloreArguments,
+    GRPOArguments,
     RLHFArguments,
     OFTArguments,
     LoraArguments,
@@ -140,6 +143,8 @@ class FinetuningArguments(
     def __post_init__(self) -> None:
         for name in _LIST_FIELDS:
             setattr(self, name, split_commas(getattr(self, name)))
+        if self.reward_weights is not None:
+            self.reward_weights = [float(weight) for weight in split_commas(self.reward_weights)]
 
     @property
     def use_ref_model(self) -> bool:

@@ -205,9 +205,108 @@ def label_smoothing_without_sigmoid(cfg: LfRayConfig) -> str | None:
 def ppo_stage(cfg: LfRayConfig) -> str | None:
     if cfg.finetuning.stage == "ppo":
         return (
-            "`stage: ppo` asks for PPO with a reward model, which lf-ray does not implement. "
-            "Fix: train with stage dpo or kto on preference data"
+            "`stage: ppo` asks for LLaMA-Factory's PPO (a value head trained beside the policy), which lf-ray does "
+            "not implement. Fix: use `stage: grpo` (online RL from `reward_funcs` and/or a `reward_model`, no value "
+            "head), or stage dpo / kto on preference data"
         )
+    return None
+
+
+def grpo_keys_outside_grpo(cfg: LfRayConfig) -> str | None:
+    import dataclasses
+
+    from lf_ray.config.grpo_args import GRPOArguments
+    from lf_ray.config.schema import all_keys
+
+    ft = cfg.finetuning
+    if ft.stage == "grpo":
+        return None
+    given = [f.name for f in dataclasses.fields(GRPOArguments) if getattr(ft, f.name) != all_keys()[f.name].default]
+    if given:
+        keys = ", ".join(f"`{key}`" for key in given)
+        return f"{keys} belong to `stage: grpo`; `stage: {ft.stage}` reads none of them: remove them"
+    return None
+
+
+REWARD_MODEL_KEYS = ("reward_model", "reward_model_adapters", "reward_model_quantization_bit", "reward_model_type")
+
+
+def reward_model_keys(cfg: LfRayConfig) -> str | None:
+    from lf_ray.config.schema import all_keys
+
+    ft = cfg.finetuning
+    given = [key for key in REWARD_MODEL_KEYS if getattr(ft, key) != all_keys()[key].default]
+    if not given:
+        return None
+    if ft.stage != "grpo":
+        return (
+            f"`{given[0]}` describes a reward model, which lf-ray reads in `stage: grpo` only (`stage: "
+            f"{ft.stage}` reads none; LLaMA-Factory's ppo is not built): remove the reward_model keys"
+        )
+    if not ft.reward_model:
+        return f"`{given[0]}` describes the reward model, but `reward_model` (its path) is not set; set it"
+    if ft.reward_model_type == "api":
+        return (
+            "`reward_model_type: api` (scores from an HTTP endpoint) is not built in lf-ray: an OpenAI-compatible "
+            "API has no reward score. Use `full` (an rm step's full output) or `lora` (an rm step's LoRA adapter), "
+            "or a reward function of yours that calls your endpoint (`reward_funcs: my_module:my_function`)"
+        )
+    if ft.reward_model_type == "lora" and ft.reward_model_adapters:
+        return (
+            "`reward_model_adapters` goes with `reward_model_type: full` (adapters merged into the reward model); "
+            "with `lora`, `reward_model` is itself the adapter: remove one of them"
+        )
+    if ft.reward_model_quantization_bit not in (None, 4, 8):
+        bits = ft.reward_model_quantization_bit
+        return f"`reward_model_quantization_bit: {bits}`: bitsandbytes quantizes to 4 or 8 bits"
+    return None
+
+
+def grpo_rewards(cfg: LfRayConfig) -> str | None:
+    import re
+
+    ft = cfg.finetuning
+    if ft.stage != "grpo":
+        return None
+    funcs = list(ft.reward_funcs or [])
+    sources = len(funcs) + (1 if ft.reward_model else 0)
+    if ft.reward_weights is not None and len(ft.reward_weights) != sources:
+        names = funcs + (["reward_model"] if ft.reward_model else [])
+        return (
+            f"`reward_weights: {ft.reward_weights}` gives {len(ft.reward_weights)} weights for {sources} rewards "
+            f"({', '.join(names)}); give one weight each, in that order"
+        )
+    if "format_match" in funcs and not ft.reward_format_pattern:
+        return "the `format_match` reward needs `reward_format_pattern` (a regular expression a completion must match)"
+    if ft.reward_format_pattern and "format_match" not in funcs:
+        return "only the `format_match` reward reads `reward_format_pattern`; add it to `reward_funcs` or drop the key"
+    if ft.reward_format_pattern:
+        try:
+            re.compile(ft.reward_format_pattern)
+        except re.error as err:
+            return f"`reward_format_pattern: {ft.reward_format_pattern}` is not a regular expression: {err}"
+    return None
+
+
+def grpo_groups(cfg: LfRayConfig) -> str | None:
+    ft = cfg.finetuning
+    if ft.stage != "grpo":
+        return None
+    if ft.num_generations < 2:
+        return f"`num_generations: {ft.num_generations}`: GRPO compares completions of one prompt; use 2 or more"
+    if not cfg.generating.do_sample:
+        return "`do_sample: false` would make a prompt's completions all alike, and GRPO learns from their differences"
+    per_step = cfg.get("per_device_train_batch_size") * cfg.ray.ray_num_workers
+    batch = per_step * cfg.get("gradient_accumulation_steps")
+    if batch % ft.num_generations:
+        return (
+            f"`num_generations: {ft.num_generations}` must divide the completions of one optimizer step: "
+            f"per_device_train_batch_size {cfg.get('per_device_train_batch_size')} × ray_num_workers "
+            f"{cfg.ray.ray_num_workers} × gradient_accumulation_steps {cfg.get('gradient_accumulation_steps')} = "
+            f"{batch}; change one of them"
+        )
+    if ft.max_completion_length < 1 or (ft.max_prompt_length is not None and ft.max_prompt_length < 1):
+        return "`max_completion_length` and `max_prompt_length` must be at least 1"
     return None
 
 
@@ -393,6 +492,10 @@ TRAINING_RULES = (
     reference_model_unused,
     label_smoothing_without_sigmoid,
     ppo_stage,
+    grpo_keys_outside_grpo,
+    reward_model_keys,
+    grpo_rewards,
+    grpo_groups,
     best_model_for_rm_or_ppo,
     quantized_device_map_in_training,
     fp8_with_quantization,

@@ -34,8 +34,9 @@ MULTIMODAL = Refusal(
     "lf-ray trains text-only models for now: remove the image / video / audio keys",
 )
 PPO = Refusal(
-    "PPO with a reward model (stage ppo)",
-    "train with stage dpo or kto on preference data instead, and remove the ppo_* / reward_model* keys",
+    "PPO with a value head (stage ppo)",
+    "use `stage: grpo` (online RL with reward functions or a `reward_model`, no value head), or dpo / kto on "
+    "preference data, and remove the ppo_* keys",
 )
 QUANTIZED_EXPORT = Refusal(
     "a GPTQ-quantized export",
@@ -119,10 +120,6 @@ REFUSED: dict[str, Refusal] = {
     ),
     **_family(
         PPO,
-        "reward_model",
-        "reward_model_adapters",
-        "reward_model_quantization_bit",
-        "reward_model_type",
         "ppo_buffer_size",
         "ppo_epochs",
         "ppo_score_norm",

@@ -50,6 +50,7 @@ DATASET_INFO: dict[str, Row] = {
         "columns": {"messages": "conversations", "tools": "tools"},
     },
     "c4_demo": {"file_name": "c4_demo.jsonl", "columns": {"prompt": "text"}},
+    "arithmetic_prompts": {"file_name": "arithmetic_prompts.json"},
 }
 
 
@@ -363,6 +364,22 @@ def build_c4_demo() -> list[Row]:
 
 # --- writing --------------------------------------------------------------------------------------------------
 
+# --- arithmetic_prompts (stage grpo) -------------------------------------------------------------------------
+
+
+def build_arithmetic_prompts() -> list[Row]:
+    """Sums and differences of small numbers with the answer as `output`: prompts for GRPO with a verifiable reward
+    (`numeric_match` / `exact_match` read `output` as the reference answer)."""
+    rng = seeded_rng("arithmetic_prompts")
+    rows = []
+    for _ in range(256):
+        a, b = rng.randint(1, 20), rng.randint(1, 20)
+        op = rng.choice("+-")
+        result = a + b if op == "+" else a - b
+        rows.append(_alpaca(f"What is {a} {op} {b}? Answer with the number only.", str(result)))
+    return rows
+
+
 BUILDERS: dict[str, Callable[[], list[Row]]] = {
     "identity": build_identity,
     "identity_eval": build_identity_eval,
@@ -372,6 +389,7 @@ BUILDERS: dict[str, Callable[[], list[Row]]] = {
     "kto_en_demo": build_kto_en_demo,
     "glaive_toolcall_en_demo": build_glaive_toolcall_en_demo,
     "c4_demo": build_c4_demo,
+    "arithmetic_prompts": build_arithmetic_prompts,
 }
 
 

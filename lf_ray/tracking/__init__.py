@@ -7,7 +7,7 @@ at the end of a worker.
     if wants_mlflow(cfg.get("report_to")):       # and give the Trainer report_to_without_mlflow(...)
         callbacks.append(MlflowCallback.from_config(cfg, parent_run_id=parent))
     ...
-    plot_loss(output_dir)                        # training_loss.png, training_eval_loss.png
+    plot_loss(output_dir)                        # training_loss.png, training_eval_loss.png, training_reward.png
     print(format_progress(read_trainer_log(output_dir)[-1]))
 
 Nothing is imported here: `trackers` must stay light (the CLI's plan-time checks read it), while the callbacks

@@ -36,7 +36,7 @@ RUN_MARKER = "mlflow_run.json"
 TAG_STAGE = "lf_ray.stage"
 TAG_FINETUNING_TYPE = "lf_ray.finetuning_type"
 TAG_PARENT_RUN = "mlflow.parentRunId"
-_PLOTS = ("training_loss.png", "training_eval_loss.png")
+_PLOTS = ("training_loss.png", "training_eval_loss.png", "training_reward.png")
 
 
 def tracking_uri() -> str:

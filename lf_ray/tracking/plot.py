@@ -1,4 +1,5 @@
-"""LLaMA-Factory's loss plots (`training_loss.png`, `training_eval_loss.png`) drawn from `trainer_log.jsonl`.
+"""LLaMA-Factory's loss plots (`training_loss.png`, `training_eval_loss.png`) drawn from `trainer_log.jsonl`, and
+grpo's mean reward (`training_reward.png`).
 
 Each figure shows the raw curve faintly and an EMA-smoothed one on top, as LLaMA-Factory's `plot_loss`
 does. Drawing uses matplotlib's Agg canvas on a standalone `Figure` (no pyplot global state, no display),
@@ -37,7 +38,7 @@ def curve_points(entries: Sequence[dict], key: str) -> list[tuple[int, float]]:
     return [(e["current_steps"], e[key]) for e in entries if e.get(key) is not None and "current_steps" in e]
 
 
-def plot_loss(output_dir: str | os.PathLike, keys: Sequence[str] = ("loss", "eval_loss")) -> list[Path]:
+def plot_loss(output_dir: str | os.PathLike, keys: Sequence[str] = ("loss", "eval_loss", "reward")) -> list[Path]:
     """Write `training_<key>.png` into `output_dir` for every key that `trainer_log.jsonl` has values of.
 
     Returns the paths written; a key with no values (no evaluation ran) is skipped with a log message.

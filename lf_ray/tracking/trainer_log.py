@@ -2,13 +2,16 @@
 
 The keys are LLaMA-Factory's (`current_steps`, `total_steps`, `loss`, `eval_loss`, `lr`, `epoch`,
 `percentage`, `elapsed_time`, `remaining_time`, and `throughput` / `total_tokens` when the Trainer counts
-tokens), so LlamaBoard-style readers, `plot_loss` and the driver's progress line all read the same file.
+tokens), so LlamaBoard-style readers, `plot_loss` and the driver's progress line all read the same file. grpo adds
+TRL's RL metrics under TRL's names: `reward_std`, `kl`, `entropy`, `rewards/<function>/mean` and `/std`,
+`completions/mean_length`, `completions/clipped_ratio`, `clip_ratio/region_mean`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Mapping
 from datetime import timedelta
@@ -29,6 +32,10 @@ _COPIED_KEYS = {
     "learning_rate": "lr",
     "epoch": "epoch",
 }
+_RL_KEYS = re.compile(
+    r"reward_std|kl|entropy|rewards/.+/(mean|std)|completions/(mean_length|clipped_ratio)|clip_ratio/region_mean"
+)
+"""grpo's metrics, copied under TRL's names."""
 
 
 def format_duration(seconds: float) -> str:
@@ -87,6 +94,7 @@ class TrainerLogCallback(TrainerCallback):
             "current_steps": state.global_step,
             "total_steps": state.max_steps,
             **{ours: logs[theirs] for theirs, ours in _COPIED_KEYS.items() if logs.get(theirs) is not None},
+            **{key: value for key, value in logs.items() if _RL_KEYS.fullmatch(key) and value is not None},
             "percentage": round(state.global_step / state.max_steps * 100, 2) if state.max_steps else 100,
             "elapsed_time": format_duration(elapsed),
             "remaining_time": format_duration(remaining),
@@ -144,7 +152,7 @@ def format_progress(entry: Mapping[str, Any]) -> str:
     parts = [
         f"step {entry.get('current_steps', '?')}/{entry.get('total_steps', '?')} ({entry.get('percentage', 0):.1f}%)"
     ]
-    for key in ("loss", "eval_loss"):
+    for key in ("loss", "eval_loss", "reward"):
         if entry.get(key) is not None:
             parts.append(f"{key} {entry[key]:.4f}")
     if entry.get("throughput") is not None:

@@ -3,8 +3,8 @@
     args = build_training_arguments(cfg, output_dir="/tmp/run/checkpoints")
 
 Which class: transformers' `Seq2SeqTrainingArguments` for pt / sft, TRL's `RewardConfig` for rm, `KTOConfig` for
-kto, and for dpo the config of the TRL trainer that owns `pref_loss`: `DPOConfig` (sigmoid, hinge, ipo, kto_pair),
-`ORPOConfig` (orpo) or `CPOConfig` (simpo), the last two from `trl.experimental`.
+kto, `GRPOConfig` for grpo, and for dpo the config of the TRL trainer that owns `pref_loss`: `DPOConfig` (sigmoid,
+hinge, ipo, kto_pair), `ORPOConfig` (orpo) or `CPOConfig` (simpo), the last two from `trl.experimental`.
 
 What goes in, later entries winning:
 1. the training keys the config sets (`cfg.training`), less the ones this class does not have;
@@ -62,6 +62,10 @@ def training_args_class(finetuning: FinetuningArguments) -> type[TrainingArgumen
         from trl import KTOConfig
 
         return KTOConfig
+    if stage == "grpo":
+        from trl import GRPOConfig
+
+        return GRPOConfig
     if stage == "dpo" and finetuning.pref_loss == "orpo":
         return _experimental("orpo", "ORPOConfig")
     if stage == "dpo" and finetuning.pref_loss == "simpo":
@@ -70,7 +74,7 @@ def training_args_class(finetuning: FinetuningArguments) -> type[TrainingArgumen
         from trl import DPOConfig
 
         return DPOConfig
-    raise ConfigError(f"`stage: {stage}` has no trainer in lf-ray yet; use one of pt, sft, rm, dpo, kto")
+    raise ConfigError(f"`stage: {stage}` has no trainer in lf-ray yet; use one of pt, sft, rm, dpo, kto, grpo")
 
 
 def _experimental(module: str, name: str) -> type:
@@ -201,12 +205,36 @@ def _stage_values(cfg: LfRayConfig, fields: set[str]) -> dict[str, Any]:
         values["prediction_loss_only"] = True
     if ft.stage == "dpo":
         values.update(_preference_values(ft))
+    elif ft.stage == "grpo":
+        values.update(grpo_values(cfg))
     elif ft.stage == "kto":
         _refuse_ftx(ft, "TRL's KTOTrainer has no supervised term")
         values.update(
             beta=ft.pref_beta, desirable_weight=ft.kto_chosen_weight, undesirable_weight=ft.kto_rejected_weight
         )
     return values
+
+
+def grpo_values(cfg: LfRayConfig) -> dict[str, Any]:
+    """grpo keys as `GRPOConfig`'s: the group, the loss, the rewards' weights, and sampling from the generating
+    keys (as LLaMA-Factory's PPO samples)."""
+    ft, generating = cfg.finetuning, cfg.generating
+    return {
+        "num_generations": ft.num_generations,
+        "max_completion_length": ft.max_completion_length,
+        "temperature": generating.temperature,
+        "top_p": generating.top_p,
+        "top_k": generating.top_k,
+        "repetition_penalty": generating.repetition_penalty,
+        "beta": ft.grpo_beta,
+        "epsilon": ft.grpo_epsilon,
+        "epsilon_high": ft.grpo_epsilon_high,
+        "loss_type": ft.grpo_loss_type,
+        "scale_rewards": ft.grpo_scale_rewards,
+        "num_iterations": ft.grpo_num_iterations,
+        "mask_truncated_completions": ft.mask_truncated_completions,
+        "reward_weights": ft.reward_weights,
+    }
 
 
 def _preference_values(ft: FinetuningArguments) -> dict[str, Any]:

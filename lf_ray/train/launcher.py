@@ -142,7 +142,7 @@ def training_problems(cfg: LfRayConfig, *, require_inputs: bool = False) -> list
 
     `require_inputs=False` skips the model check while the model or an adapter is a local folder that does not
     exist yet (in a pipeline plan, an earlier step writes it); a run checks with True."""
-    problems = _stage_and_output_problems(cfg) + _resume_problems(cfg)
+    problems = _stage_and_output_problems(cfg) + _resume_problems(cfg) + _reward_problems(cfg)
     try:
         cluster_gpus = reachable_cluster_gpus(cfg)
     except ConfigError as err:
@@ -240,6 +240,28 @@ def _gpu_only_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[str
         )
     if cfg.model.enable_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
         problems.append("`enable_liger_kernel` needs the liger-kernel package: `pip install liger-kernel`")
+    return problems
+
+
+def _reward_problems(cfg: LfRayConfig) -> list[str]:
+    """grpo without a reward, or with `reward_funcs` that cannot be imported or called (the user's modules are
+    imported here, on the driver, as they will be on every worker)."""
+    from lf_ray.train.rewards import resolve
+
+    ft = cfg.finetuning
+    if ft.stage != "grpo":
+        return []
+    if not ft.reward_funcs and not ft.reward_model:  # not a rule: a preprocess step of grpo's prompts has none
+        return [
+            "`stage: grpo` needs something to score completions: set `reward_funcs` (built-ins exact_match, "
+            "numeric_match, format_match, length_penalty, or `module:function`) and/or `reward_model`"
+        ]
+    problems = []
+    for name in ft.reward_funcs or []:
+        try:
+            resolve(name, cfg.finetuning)
+        except ConfigError as err:
+            problems.append(str(err))
     return problems
 
 

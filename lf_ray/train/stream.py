@@ -89,10 +89,15 @@ class ShardStream(torch.utils.data.IterableDataset):
                     if worker is None or (index // self.batch_rows) % worker.num_workers == worker.id:
                         yield row
 
-    def head(self, rows: int) -> datasets.Dataset:
-        """The first rows of the split as a `datasets.Dataset`: what trainers that insist on one are built with."""
+    def head(self, rows: int | None) -> datasets.Dataset:
+        """The first rows of the split (None: all of it) as a `datasets.Dataset`: what trainers that insist on one
+        are built with, and what a `whole_split` stage trains on."""
         import datasets
+        import pyarrow as pa
 
+        if rows is None:
+            parts = zip(self.files.uris, self.files.rows, strict=True)
+            return datasets.Dataset(pa.concat_tables(_read_rows(uri, 0, count) for uri, count in parts))
         return datasets.Dataset(_read_rows(self.files.uris[0], 0, min(rows, self.files.rows[0])))
 
     def _window(self, start: int, stop: int) -> pa.Table:

@@ -32,6 +32,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     from lf_ray.data.tokenizer_spec import tokenizer_spec
     from lf_ray.model.loading import load_model
     from lf_ray.model.reference import load_reference_model
+    from lf_ray.model.reward import load_reward_model
     from lf_ray.stages import STAGES
     from lf_ray.tracking.trackers import finish_tracker_runs
     from lf_ray.train.arguments import build_training_arguments, training_environment
@@ -57,19 +58,24 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     )
     train_stream = _stream(cfg, training_args, loop_config["dataset_path"], DATASET_TRAIN_DIR)
     eval_stream = _stream(cfg, training_args, loop_config["dataset_path"], DATASET_EVAL_DIR)
+    whole_split = STAGES[cfg.finetuning.stage].whole_split
+    rows = STAND_IN_ROWS if not whole_split else None
     context = StageContext(
         model=model,
         tokenizer=tokenizer,
         # trainers that insist on a `datasets.Dataset` are built with the first rows, then handed the streams
-        train_dataset=train_stream.head(STAND_IN_ROWS),
-        eval_dataset=None if eval_stream is None else eval_stream.head(STAND_IN_ROWS),
+        train_dataset=train_stream.head(rows),
+        eval_dataset=None if eval_stream is None else eval_stream.head(rows),
         cfg=cfg,
         training_args=training_args,
         callbacks=[RayTrainReportCallback(), *_tracking_callbacks(cfg, loop_config.get("mlflow_run_id"))],
         optimizer=custom_optimizer(model, training_args, cfg),
         ref_model=load_reference_model(cfg, tokenizer),
+        reward_model=load_reward_model(cfg, tokenizer),
     )
-    trainer = stream_worker_shard(build_trainer(context), train_stream, eval_stream)
+    trainer = build_trainer(context)
+    if not whole_split:
+        trainer = stream_worker_shard(trainer, train_stream, eval_stream)
 
     with _resume_point(cfg) as checkpoint:
         result = trainer.train(resume_from_checkpoint=checkpoint)

@@ -142,6 +142,16 @@ def _stage_args(state: State) -> dict[str, Any]:
     stage = state.get("train.stage") or "sft"
     if stage in ("dpo", "kto"):
         return {"pref_beta": float(state.get("train.pref_beta") or 0.1), "pref_loss": state.get("train.pref_loss")}
+    if stage == "grpo":
+        args = {
+            "reward_funcs": state.get("train.reward_funcs") or None,
+            "num_generations": int(state.get("train.num_generations") or 8),
+            "max_completion_length": int(state.get("train.max_completion_length") or 256),
+            "grpo_beta": float(state.get("train.grpo_beta") or 0.0),
+        }
+        if state.get("train.reward_model"):
+            args |= {"reward_model": state["train.reward_model"], "reward_model_type": "full"}
+        return args
     return {}
 
 

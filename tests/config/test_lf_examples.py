@@ -23,7 +23,7 @@ def test_every_example_is_covered():
 
 
 REFUSED_EXAMPLES = {
-    "train_lora/llama3_lora_ppo.yaml": "`stage: ppo` asks for PPO with a reward model",
+    "train_lora/llama3_lora_ppo.yaml": "`stage: ppo` asks for LLaMA-Factory's PPO (a value head trained beside",
     "train_lora/qwen2vl_lora_sft.yaml": "`image_max_pixels: 262144`, `video_max_pixels: 16384` ask for vision",
 }
 """Examples of features lf-ray refuses: they load, and validating them names the refusal instead of training

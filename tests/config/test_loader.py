@@ -100,7 +100,7 @@ def test_unknown_key_without_a_close_match(tmp_path):
         ("lora_rank: eight", "invalid value for `lora_rank` in {path}: got 'eight' (str); expected int"),
         ("bf16: maybe", "invalid value for `bf16` in {path}: got 'maybe' (str); expected bool"),
         ("mix_strategy: shuffle", "expected one of: concat, interleave_under, interleave_over"),
-        ("stage: grpo", "expected one of: pt, sft, rm, ppo, dpo, kto"),
+        ("stage: a2c", "expected one of: pt, sft, rm, ppo, dpo, kto, grpo"),
         ("val_size: [0.1]", "invalid value for `val_size` in {path}: got [0.1] (list); expected float"),
         ("resources_per_worker: lots", "expected dict or null"),
         ("learning_rate: fast", "invalid value for `learning_rate` in {path}: got 'fast' (str); expected"),

@@ -161,7 +161,24 @@ CASES = {
         {"stage": "dpo", "pref_loss": "ipo", "dpo_label_smoothing": 0.1},
         "`dpo_label_smoothing` only works with `pref_loss: sigmoid` (got `ipo`)",
     ),
-    "ppo_stage": ({"stage": "ppo"}, "`stage: ppo` asks for PPO with a reward model, which lf-ray does not implement"),
+    "ppo_stage": ({"stage": "ppo"}, "`stage: ppo` asks for LLaMA-Factory's PPO (a value head trained beside the"),
+    "grpo_keys_outside_grpo": (
+        {"num_generations": 4, "reward_funcs": "exact_match"},
+        "`reward_funcs`, `num_generations` belong to `stage: grpo`; `stage: sft` reads none of them",
+    ),
+    "reward_model_keys": (
+        {"stage": "grpo", "reward_model_adapters": "saves/rm"},
+        "`reward_model_adapters` describes the reward model, but `reward_model` (its path) is not set",
+    ),
+    "grpo_rewards": (
+        {"stage": "grpo", "reward_funcs": "exact_match", "reward_weights": "1,2"},
+        "`reward_weights: [1.0, 2.0]` gives 2 weights for 1 rewards (exact_match); give one weight each",
+    ),
+    "grpo_groups": (
+        {"stage": "grpo", "reward_funcs": "exact_match", "num_generations": 3, "per_device_train_batch_size": 4},
+        "`num_generations: 3` must divide the completions of one optimizer step: per_device_train_batch_size 4 × "
+        "ray_num_workers 1 × gradient_accumulation_steps 1 = 4",
+    ),
     "best_model_for_rm_or_ppo": (
         {"stage": "rm", "load_best_model_at_end": True},
         "`stage: rm` does not support `load_best_model_at_end`",

@@ -109,7 +109,7 @@ def test_llama_factory_0_9_5_keys_load_and_are_refused():
 
 
 def test_stage_ppo_is_refused_at_parse_time():
-    with pytest.raises(ConfigError, match="`stage: ppo` asks for PPO with a reward model"):
+    with pytest.raises(ConfigError, match="`stage: ppo` asks for LLaMA-Factory's PPO"):
         prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "stage=ppo"])
 
 

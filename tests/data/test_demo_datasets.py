@@ -25,6 +25,7 @@ EXPECTED_ROWS = {
     "kto_en_demo": 60,
     "glaive_toolcall_en_demo": 40,
     "c4_demo": 200,
+    "arithmetic_prompts": 256,
 }
 EQUATION = re.compile(r"(\d+) ([-+×÷]) (\d+) = (-?\d+)")
 SYMBOLS = {"+": operator.add, "-": operator.sub, "×": operator.mul, "÷": operator.floordiv}

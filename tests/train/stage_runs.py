@@ -13,7 +13,16 @@ from lf_ray.train.stages import StageContext, build_trainer
 
 CUTOFF = 64
 ROWS = 8
-DEMO = {"pt": "c4_demo", "sft": "alpaca_en_demo", "rm": "dpo_en_demo", "dpo": "dpo_en_demo", "kto": "kto_en_demo"}
+DEMO = {
+    "pt": "c4_demo",
+    "sft": "alpaca_en_demo",
+    "rm": "dpo_en_demo",
+    "dpo": "dpo_en_demo",
+    "kto": "kto_en_demo",
+    "grpo": "arithmetic_prompts",
+}
+STAGE_KEYS = {"grpo": ("reward_funcs=tests.train.grpo_rewards:low_ids", "max_completion_length=8")}
+"""What a stage cannot train without (grpo: a reward)."""
 TRAINING = (
     f"cutoff_len={CUTOFF}",
     "learning_rate=5e-3",
@@ -29,7 +38,7 @@ TRAINING = (
 
 def stage_config(stage: str, *overrides: str):
     model = ["model_name_or_path=builtin:tiny-llama", "dataset_dir=builtin", f"dataset={DEMO[stage]}"]
-    return prepare_config(None, [*model, f"stage={stage}", *TRAINING, *overrides])
+    return prepare_config(None, [*model, f"stage={stage}", *TRAINING, *STAGE_KEYS.get(stage, ()), *overrides])
 
 
 def lora(model, task_type: str = "CAUSAL_LM") -> PeftModel:

@@ -29,8 +29,15 @@ def _cfg(tmp_path, stage: str, dataset: str, *overrides: str):
         "per_device_train_batch_size=4",
         "learning_rate=0.01",
         "num_train_epochs=6",
-        "logging_steps=1",
         "save_steps=1000",
+    ]
+    return prepare_config(None, [*base, *_two_workers(tmp_path), *overrides])
+
+
+def _two_workers(tmp_path) -> list[str]:
+    """Two 1-CPU workers logging every step into `tmp_path`."""
+    return [
+        "logging_steps=1",
         "report_to=none",
         "plot_loss=true",
         f"output_dir={tmp_path / 'out'}",
@@ -38,7 +45,6 @@ def _cfg(tmp_path, stage: str, dataset: str, *overrides: str):
         "ray_num_workers=2",
         'resources_per_worker={"CPU": 1}',
     ]
-    return prepare_config(None, [*base, *overrides])
 
 
 def _losses(output_dir):
@@ -101,3 +107,39 @@ def test_bad_inputs_fail_on_the_driver_before_any_worker_starts(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         run_training(_cfg(tmp_path, "sft", "identity", "model_name_or_path=./no/such/model"))
     assert not (tmp_path / "ray").exists()  # no Ray Train run was ever created
+
+
+def test_grpo_learns_a_reward_with_two_workers_and_resumes_from_its_checkpoint(tmp_path):
+    """Each step samples 8 completions for each of 4 prompts, dealt across 2 workers; the share of low token ids
+    (`tests.train.grpo_rewards:low_ids`) rises; a re-run with more steps resumes at the checkpoint of step 12."""
+    keys = [
+        "model_name_or_path=builtin:tiny-llama",
+        "stage=grpo",
+        "finetuning_type=full",
+        "dataset_dir=builtin",
+        "dataset=arithmetic_prompts",
+        "cutoff_len=64",
+        "max_samples=64",
+        "reward_funcs=tests.train.grpo_rewards:low_ids",
+        "num_generations=8",
+        "max_completion_length=8",
+        "grpo_beta=0.04",
+        "temperature=1.0",
+        "top_p=1.0",
+        "top_k=0",
+        "per_device_train_batch_size=16",
+        "learning_rate=0.01",
+        "lr_scheduler_type=constant",
+        "save_steps=12",
+        *_two_workers(tmp_path),
+    ]
+    out = Path(run_training(prepare_config(None, [*keys, "max_steps=12"]), show_progress=False).output_dir)
+    log = read_trainer_log(out / "trainer_log.jsonl")
+    rewards = [entry["rewards/tests.train.grpo_rewards:low_ids/mean"] for entry in log if "kl" in entry]
+    assert len(rewards) == 12 and sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, rewards
+    assert all(entry["completions/mean_length"] <= 8 for entry in log if "kl" in entry)
+    assert (out / "model.safetensors").is_file() and (out / "training_reward.png").is_file()
+
+    resumed = Path(run_training(prepare_config(None, [*keys, "max_steps=14"]), show_progress=False).output_dir)
+    steps = [entry["current_steps"] for entry in read_trainer_log(resumed / "trainer_log.jsonl") if "kl" in entry]
+    assert steps == list(range(1, 15))

@@ -59,6 +59,32 @@ def test_stage_method_precision_validation_and_extra_args_reach_the_config(train
     assert args["resources_per_worker"] == {"CPU": 2} and args["adapter_name_or_path"] == "saves/a,saves/b"
 
 
+def test_the_grpo_fields_reach_a_config_that_validates(train_state):
+    from lf_ray.config import prepare_config
+
+    state = {
+        **train_state,
+        "train.stage": "grpo",
+        "train.dataset": ["arithmetic_prompts"],
+        "train.reward_funcs": "numeric_match,length_penalty",
+        "train.num_generations": 2,
+        "train.max_completion_length": 16,
+        "train.grpo_beta": 0.04,
+        "train.reward_model": "saves/rm",
+    }
+    args = build_train_args(state)
+    assert (args["reward_funcs"], args["num_generations"], args["max_completion_length"]) == (
+        "numeric_match,length_penalty",
+        2,
+        16,
+    )
+    assert (args["grpo_beta"], args["reward_model"], args["reward_model_type"]) == (0.04, "saves/rm", "full")
+    cfg = prepare_config(
+        None, [f"{key}={value}" for key, value in args.items() if value is not None and key != "deepspeed"]
+    )
+    assert cfg.finetuning.reward_funcs == ["numeric_match", "length_penalty"] and cfg.finetuning.num_generations == 2
+
+
 @pytest.mark.parametrize("stage", ["0", "2", "3"])
 def test_deepspeed_stages_are_configured_for_the_trainer(stage, train_state):
     args = build_train_args({**train_state, "train.deepspeed_stage": stage, "train.ds_offload": True})

@@ -36,6 +36,8 @@ class StageContext:
     ref_model: PreTrainedModel | None = None
     """The reference of dpo / kto / ASFT that `ref_model` names (`model.reference`); None means: the adapter
     switched off under PEFT, else a frozen copy of `model`."""
+    reward_model: PreTrainedModel | None = None
+    """grpo's `reward_model` (`model.reward`), frozen; None when the config names none."""
 
     @property
     def pad_token_id(self) -> int:

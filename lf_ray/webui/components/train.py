@@ -111,6 +111,16 @@ def _method_accordions(board: Board) -> dict[str, Any]:
             "train.pref_beta": gr.Number(value=0.1, minimum=0, **t("train.pref_beta")),
             "train.pref_loss": gr.Dropdown(choices=PREF_LOSSES, value="sigmoid", **t("train.pref_loss")),
         }
+    with gr.Accordion(open=False, **t("train.grpo_tab")) as grpo_tab, gr.Row():
+        elems |= {
+            "train.reward_funcs": gr.Textbox(value="numeric_match", **t("train.reward_funcs")),
+            "train.reward_model": gr.Textbox(value="", **t("train.reward_model")),
+            "train.num_generations": gr.Number(value=8, precision=0, minimum=2, **t("train.num_generations")),
+            "train.max_completion_length": gr.Number(
+                value=256, precision=0, minimum=1, **t("train.max_completion_length")
+            ),
+            "train.grpo_beta": gr.Number(value=0.0, minimum=0, **t("train.grpo_beta")),
+        }
     with gr.Accordion(open=False, **t("train.deepspeed_tab")) as deepspeed_tab, gr.Row():
         elems |= {
             "train.deepspeed_stage": gr.Dropdown(
@@ -124,7 +134,7 @@ def _method_accordions(board: Board) -> dict[str, Any]:
             "train.resources_per_worker": gr.Textbox(value="", **t("train.resources_per_worker")),
             "train.ray_storage_path": gr.Textbox(value="", **t("train.ray_storage_path")),
         }
-    accordions = {"lora_tab": lora_tab, "freeze_tab": freeze_tab, "rlhf_tab": rlhf_tab}
+    accordions = {"lora_tab": lora_tab, "freeze_tab": freeze_tab, "rlhf_tab": rlhf_tab, "grpo_tab": grpo_tab}
     accordions |= {"deepspeed_tab": deepspeed_tab, "ray_tab": ray_tab}
     return elems | {f"train.{name}": accordion for name, accordion in accordions.items()}
 
