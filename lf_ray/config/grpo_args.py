@@ -80,6 +80,14 @@ class GRPOArguments:
     grpo_num_iterations: int = field(
         default=1, metadata={"help": "Optimisation passes over each batch of completions. TRL's `num_iterations`."}
     )
+    grpo_vllm_server: str | None = field(
+        default=None,
+        metadata={
+            "help": "The URL of a TRL rollout server (`trl vllm-serve --model ...` on GPUs of its own) that samples "
+            "the completions, the trainers sending it their weights after each step. `infer_backend: vllm` instead "
+            "runs vLLM inside each training worker, on its GPU (TRL's colocate mode). Both need CUDA workers."
+        },
+    )
     mask_truncated_completions: bool = field(
         default=False,
         metadata={"help": "Leave completions cut at max_completion_length out of the loss (DAPO). TRL's key."},

@@ -335,9 +335,15 @@ def oft_finetuning(cfg: LfRayConfig) -> str | None:
 
 
 def inference_backend_in_training(cfg: LfRayConfig) -> str | None:
-    if cfg.get("do_train") and cfg.model.infer_backend != "huggingface":
+    backend, stage = cfg.model.infer_backend, cfg.finetuning.stage
+    if stage == "grpo" and backend == "vllm" and cfg.finetuning.grpo_vllm_server:
         return (
-            f"`infer_backend: {cfg.model.infer_backend}` is for serving and chat; "
+            "`infer_backend: vllm` (vLLM inside each training worker) and `grpo_vllm_server` (a separate rollout "
+            "server) pick two places for grpo's rollouts; keep one"
+        )
+    if cfg.get("do_train") and backend != "huggingface" and not (stage == "grpo" and backend == "vllm"):
+        return (
+            f"`infer_backend: {backend}` is for serving and chat (and grpo's rollouts: vllm); "
             "use `infer_backend: huggingface` when `do_train: true`"
         )
     return None

@@ -58,4 +58,16 @@ def tune_scheduler_sees_fresh_metric(cfg: LfRayConfig) -> str | None:
     return None
 
 
-TUNE_RULES = (tune_section_is_valid, tune_metric_needs_evaluation, tune_scheduler_sees_fresh_metric)
+def tune_metric_reward_outside_grpo(cfg: LfRayConfig) -> str | None:
+    metric = str((cfg.tune.tune or {}).get("metric", "eval_loss"))
+    if cfg.tune.tune is None or cfg.finetuning.stage == "grpo" or not metric.startswith(("reward", "rewards/")):
+        return None
+    return f"`tune.metric: {metric}` is logged by `stage: grpo` only (got `stage: {cfg.finetuning.stage}`)"
+
+
+TUNE_RULES = (
+    tune_section_is_valid,
+    tune_metric_needs_evaluation,
+    tune_scheduler_sees_fresh_metric,
+    tune_metric_reward_outside_grpo,
+)

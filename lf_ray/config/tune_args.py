@@ -222,11 +222,14 @@ def _parse_range(key: str, name: str, values: tuple[Any, ...]) -> tuple[ParamSpe
 
 def _metric(value: Any, problems: list[str]) -> str:
     text = str(value)
-    if text in ("loss", "train_loss", "grad_norm") or (text.startswith("eval_") and len(text) > 5):
+    if text in ("loss", "train_loss", "grad_norm", "reward") or (text.startswith("eval_") and len(text) > 5):
+        return text
+    if text.startswith("rewards/") and text.endswith(("/mean", "/std")):
         return text
     problems.append(
         f"`tune.metric: {value!r}` is not a metric training reports; use eval_loss (needs val_size or "
-        "eval_dataset), another eval_* metric, loss (the training loss) or train_loss"
+        "eval_dataset), another eval_* metric, loss (the training loss), train_loss, or with stage grpo reward "
+        "(or rewards/<function>/mean)"
     )
     return "eval_loss"
 

@@ -51,6 +51,7 @@ DATASET_INFO: dict[str, Row] = {
     },
     "c4_demo": {"file_name": "c4_demo.jsonl", "columns": {"prompt": "text"}},
     "arithmetic_prompts": {"file_name": "arithmetic_prompts.json"},
+    "arithmetic_eval": {"file_name": "arithmetic_eval.json"},
 }
 
 
@@ -367,17 +368,28 @@ def build_c4_demo() -> list[Row]:
 # --- arithmetic_prompts (stage grpo) -------------------------------------------------------------------------
 
 
-def build_arithmetic_prompts() -> list[Row]:
-    """Sums and differences of small numbers with the answer as `output`: prompts for GRPO with a verifiable reward
-    (`numeric_match` / `exact_match` read `output` as the reference answer)."""
+ARITHMETIC_TRAIN, ARITHMETIC_EVAL = 256, 32
+
+
+def _arithmetic_problems() -> list[Row]:
+    """Distinct sums and differences of numbers from 1 to 20, the answer as `output`: prompts for GRPO with a
+    verifiable reward (`numeric_match` / `exact_match` read `output` as the reference answer)."""
     rng = seeded_rng("arithmetic_prompts")
+    problems = rng.sample([(a, op, b) for a in range(1, 21) for op in "+-" for b in range(1, 21)], 288)
     rows = []
-    for _ in range(256):
-        a, b = rng.randint(1, 20), rng.randint(1, 20)
-        op = rng.choice("+-")
+    for a, op, b in problems:
         result = a + b if op == "+" else a - b
         rows.append(_alpaca(f"What is {a} {op} {b}? Answer with the number only.", str(result)))
     return rows
+
+
+def build_arithmetic_prompts() -> list[Row]:
+    return _arithmetic_problems()[:ARITHMETIC_TRAIN]
+
+
+def build_arithmetic_eval() -> list[Row]:
+    """Held out: none of these problems is in `arithmetic_prompts`."""
+    return _arithmetic_problems()[ARITHMETIC_TRAIN:]
 
 
 BUILDERS: dict[str, Callable[[], list[Row]]] = {
@@ -390,6 +402,7 @@ BUILDERS: dict[str, Callable[[], list[Row]]] = {
     "glaive_toolcall_en_demo": build_glaive_toolcall_en_demo,
     "c4_demo": build_c4_demo,
     "arithmetic_prompts": build_arithmetic_prompts,
+    "arithmetic_eval": build_arithmetic_eval,
 }
 
 

@@ -97,7 +97,10 @@ def print_runs(records: list[RunRecord]) -> None:
 
 
 def print_result(result: PipelineResult) -> None:
+    from lf_ray.pipeline.learning import print_learning
+
     print()
     print_run(result.record)
+    print_learning(result.record)
     if result.tracking_uri:
         print(f"\nMLflow: {result.tracking_uri}\n  open it with: mlflow ui --backend-store-uri {result.tracking_uri}")

@@ -234,7 +234,23 @@ def grpo_values(cfg: LfRayConfig) -> dict[str, Any]:
         "num_iterations": ft.grpo_num_iterations,
         "mask_truncated_completions": ft.mask_truncated_completions,
         "reward_weights": ft.reward_weights,
+        **rollout_values(cfg),
     }
+
+
+def rollout_values(cfg: LfRayConfig) -> dict[str, Any]:
+    """Where grpo's completions are sampled: TRL's vLLM server (`grpo_vllm_server`), vLLM colocated in each worker
+    (`infer_backend: vllm`, with LLaMA-Factory's `vllm_gpu_util` and `vllm_maxlen`), else transformers' generate."""
+    if cfg.finetuning.grpo_vllm_server:
+        return {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": cfg.finetuning.grpo_vllm_server}
+    if cfg.model.infer_backend == "vllm":
+        return {
+            "use_vllm": True,
+            "vllm_mode": "colocate",
+            "vllm_gpu_memory_utilization": cfg.model.vllm_gpu_util,
+            "vllm_max_model_length": cfg.model.vllm_maxlen,
+        }
+    return {}
 
 
 def _preference_values(ft: FinetuningArguments) -> dict[str, Any]:

@@ -150,6 +150,7 @@ def training_problems(cfg: LfRayConfig, *, require_inputs: bool = False) -> list
         cluster_gpus = None
     problems += _deepspeed_problems(cfg, cluster_gpus)
     problems += _gpu_only_problems(cfg, cluster_gpus)
+    problems += _rollout_problems(cfg, cluster_gpus)
     if problem := bitsandbytes_missing(cfg):
         problems.append(problem)
     from lf_ray.tracking.trackers import tracker_packages_missing  # lf_ray.tracking imports transformers
@@ -240,6 +241,31 @@ def _gpu_only_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[str
         )
     if cfg.model.enable_liger_kernel and importlib.util.find_spec("liger_kernel") is None:
         problems.append("`enable_liger_kernel` needs the liger-kernel package: `pip install liger-kernel`")
+    return problems
+
+
+def _rollout_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[str]:
+    """grpo's vLLM rollouts (`train.arguments.rollout_values`) on workers without CUDA, or without vLLM."""
+    import importlib.util
+
+    from lf_ray.train.arguments import rollout_values
+
+    if cfg.finetuning.stage != "grpo" or not rollout_values(cfg):
+        return []
+    asked = "`grpo_vllm_server`" if cfg.finetuning.grpo_vllm_server else "`infer_backend: vllm`"
+    if cluster_gpus is None:  # the run starts a Ray on this machine
+        import torch
+
+        cluster_gpus = float(torch.cuda.device_count())
+    problems = []
+    if worker_resources(cfg.ray, cluster_gpus).get("GPU", 0) <= 0:
+        problems.append(
+            f"{asked} samples grpo's completions with vLLM, which needs CUDA workers (the weights go to vLLM over "
+            f"NCCL), but the workers of this run train on CPUs (the Ray cluster has {cluster_gpus:g} GPUs); remove "
+            "it to sample with transformers' generate, or train on GPU workers"
+        )
+    if not cfg.finetuning.grpo_vllm_server and importlib.util.find_spec("vllm") is None:
+        problems.append(f"{asked} needs vLLM on every training worker: `pip install vllm`")
     return problems
 
 

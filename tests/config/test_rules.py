@@ -251,6 +251,10 @@ CASES = {
         {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "metric": "eval_loss"}},
         "`tune.metric: eval_loss` comes from evaluation during training, which is off",
     ),
+    "tune_metric_reward_outside_grpo": (
+        {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "metric": "reward", "mode": "max"}},
+        "`tune.metric: reward` is logged by `stage: grpo` only (got `stage: sft`)",
+    ),
     "tune_scheduler_sees_fresh_metric": (
         {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "scheduler": "asha", "metric": "train_loss"}},
         "`train_loss` exists only at the end; use `tune.metric: loss`",

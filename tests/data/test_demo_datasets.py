@@ -26,6 +26,7 @@ EXPECTED_ROWS = {
     "glaive_toolcall_en_demo": 40,
     "c4_demo": 200,
     "arithmetic_prompts": 256,
+    "arithmetic_eval": 32,
 }
 EQUATION = re.compile(r"(\d+) ([-+×÷]) (\d+) = (-?\d+)")
 SYMBOLS = {"+": operator.add, "-": operator.sub, "×": operator.mul, "÷": operator.floordiv}

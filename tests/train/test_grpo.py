@@ -201,3 +201,54 @@ def test_grpo_without_a_reward_is_stopped_before_training():
     cfg = stage_config("grpo", "reward_funcs=null")
     with pytest.raises(ConfigError, match="`stage: grpo` needs something to score completions"):
         check_trainable(cfg)
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        ([], {"use_vllm": False}),
+        (
+            ["infer_backend=vllm", "vllm_gpu_util=0.3", "vllm_maxlen=1024"],
+            {
+                "use_vllm": True,
+                "vllm_mode": "colocate",
+                "vllm_gpu_memory_utilization": 0.3,
+                "vllm_max_model_length": 1024,
+            },
+        ),
+        (
+            ["grpo_vllm_server=http://10.0.0.7:8000"],
+            {"use_vllm": True, "vllm_mode": "server", "vllm_server_base_url": "http://10.0.0.7:8000"},
+        ),
+    ],
+)
+def test_grpo_rollouts_are_sampled_by_vllm_colocated_or_on_a_server_when_asked(keys, expected, tmp_path):
+    args = build_training_arguments(stage_config("grpo", *keys), output_dir=str(tmp_path))
+    assert {key: getattr(args, key) for key in expected} == expected
+
+
+def test_vllm_rollouts_are_refused_on_cpu_workers_and_vllm_stays_refused_for_other_stages():
+    from lf_ray.train.launcher import training_problems
+
+    problems = training_problems(stage_config("grpo", "infer_backend=vllm"))
+    assert any(
+        "`infer_backend: vllm` samples grpo's completions with vLLM, which needs CUDA workers" in p for p in problems
+    )
+    problems = training_problems(stage_config("grpo", "grpo_vllm_server=http://10.0.0.7:8000"))
+    assert any(p.startswith("`grpo_vllm_server` samples grpo's completions with vLLM") for p in problems)
+    with pytest.raises(ConfigError, match="pick two places for grpo's rollouts; keep one"):
+        stage_config("grpo", "infer_backend=vllm", "grpo_vllm_server=http://10.0.0.7:8000")
+    with pytest.raises(ConfigError, match="`infer_backend: vllm` is for serving and chat"):
+        stage_config("sft", "infer_backend=vllm", "do_train=true")
+
+
+def test_a_sweep_over_grpo_keys_plans_with_the_reward_as_its_metric(tmp_path, capsys):
+    config = tmp_path / "sweep.yaml"
+    config.write_text(
+        "model_name_or_path: builtin:tiny-llama\nstage: grpo\ndataset_dir: builtin\ndataset: arithmetic_prompts\n"
+        f"output_dir: {tmp_path / 'out'}\nreward_funcs: numeric_match\nmax_steps: 4\nsave_steps: 2\n"
+        "tune:\n  param_space:\n    num_generations: {choice: [4, 8]}\n    grpo_beta: {uniform: [0.0, 0.1]}\n"
+        "  num_samples: 2\n  metric: reward\n  mode: max\n  scheduler: asha\n"
+    )
+    assert main(["tune", str(config), "--dry-run"]) == 0
+    assert "num_generations" in capsys.readouterr().out
