@@ -276,3 +276,19 @@ def test_neftune_noise_alpha_adds_uniform_noise_to_the_embeddings_while_training
     assert noise.abs().max() <= bound and noise.abs().max() > bound / 2  # uniform on [-bound, bound]
     embeddings = model.get_input_embeddings()
     torch.testing.assert_close(embeddings(ids), embeddings.weight[ids])  # the hook is gone after training
+
+
+def test_a_run_resumed_from_its_final_checkpoint_trains_no_further_step(encoded, tiny_llama_path, tmp_path):
+    """transformers alone would resume at step 3 of max_steps 3 and train a 4th step."""
+    tokenizer, rows = encoded("sft")
+    cfg = stage_config("sft", "max_steps=3", "save_strategy=steps", "save_steps=3", "per_device_train_batch_size=2")
+    first = train(cfg, lora(load_causal_lm(tiny_llama_path)), tokenizer, rows[:ROWS], tmp_path)
+    assert first.state.global_step == 3 and (tmp_path / "checkpoint-3").is_dir()
+    args = build_training_arguments(cfg, output_dir=str(tmp_path))
+    context = StageContext(
+        cfg, lora(load_causal_lm(tiny_llama_path)), tokenizer, args, datasets.Dataset.from_list(rows[:ROWS])
+    )
+    resumed = build_trainer(context)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-3"))
+    assert resumed.state.global_step == 3
+    assert [entry["step"] for entry in resumed.state.log_history if "loss" in entry] == [1, 2, 3]

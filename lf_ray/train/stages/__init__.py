@@ -20,13 +20,34 @@ if TYPE_CHECKING:
 
 
 def build_trainer(context: StageContext) -> Trainer:
-    """The trainer of the config's stage, from the module the stage table names."""
+    """The trainer of the config's stage, from the module the stage table names, stopping at `max_steps` when
+    resumed there (`never_past_max_steps`)."""
     module = importlib.import_module(STAGES[context.cfg.finetuning.stage].trainer)
-    trainer = module.build_trainer(context)
+    trainer = never_past_max_steps(module.build_trainer(context))
     if context.cfg.finetuning.use_badam:
         from lf_ray.train.optimizers import clip_sparse_gradients
 
         clip_sparse_gradients(trainer)
+    return trainer
+
+
+def never_past_max_steps(trainer: Trainer) -> Trainer:
+    """`trainer`, trained no further when resumed from a checkpoint taken at `max_steps`.
+
+    transformers resumes such a run mid-epoch and takes one more optimizer step before it checks the limit: a
+    restarted or re-run Ray Train group whose last checkpoint was the final one would train step max_steps + 1.
+    """
+    base = trainer.__class__
+
+    class StopsAtMaxSteps(base):  # type: ignore[misc, valid-type]
+        def _run_epoch(self, *args, **kwargs):
+            if 0 < self.state.max_steps <= self.state.global_step:
+                self.control.should_training_stop = True
+                return None
+            return super()._run_epoch(*args, **kwargs)
+
+    StopsAtMaxSteps.__name__ = base.__name__
+    trainer.__class__ = StopsAtMaxSteps
     return trainer
 
 
