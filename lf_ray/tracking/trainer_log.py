@@ -4,7 +4,8 @@ The keys are LLaMA-Factory's (`current_steps`, `total_steps`, `loss`, `eval_loss
 `percentage`, `elapsed_time`, `remaining_time`, and `throughput` / `total_tokens` when the Trainer counts
 tokens), so LlamaBoard-style readers, `plot_loss` and the driver's progress line all read the same file. grpo adds
 TRL's RL metrics under TRL's names: `reward_std`, `kl`, `entropy`, `rewards/<function>/mean` and `/std`,
-`completions/mean_length`, `completions/clipped_ratio`, `clip_ratio/region_mean`.
+`completions/mean_length`, `completions/clipped_ratio`, `clip_ratio/region_mean`, and `eval_` + each of them (and
+`eval_reward`) when it evaluates.
 """
 
 from __future__ import annotations
@@ -33,9 +34,10 @@ _COPIED_KEYS = {
     "epoch": "epoch",
 }
 _RL_KEYS = re.compile(
-    r"reward_std|kl|entropy|rewards/.+/(mean|std)|completions/(mean_length|clipped_ratio)|clip_ratio/region_mean"
+    r"(eval_)?(reward|reward_std|kl|entropy|rewards/.+/(mean|std)|completions/(mean_length|clipped_ratio)"
+    r"|clip_ratio/region_mean)"
 )
-"""grpo's metrics, copied under TRL's names."""
+"""grpo's metrics (and their evaluation), copied under TRL's names."""
 
 
 def format_duration(seconds: float) -> str:

@@ -104,3 +104,16 @@ def test_format_progress():
     assert format_progress({"current_steps": 3, "total_steps": 6, "percentage": 50.0, "eval_loss": 2.0}) == (
         "step 3/6 (50.0%) | eval_loss 2.0000"
     )
+
+
+def test_grpos_metrics_are_copied_under_trls_names_and_the_progress_line_shows_the_reward(tmp_path):
+    state = TrainerState(max_steps=4, global_step=1)
+    callback = TrainerLogCallback()
+    callback.on_train_begin(_args(tmp_path), state, TrainerControl())
+    rl = {"reward": 0.5, "reward_std": 0.1, "kl": 0.02, "rewards/numeric_match/mean": 0.5, "completions/mean_length": 7}
+    logs = {"loss": 0.01, **rl, "eval_reward": 0.4, "clip_ratio/low_min": 0.0, "step_time": 1.2}
+    callback.on_log(_args(tmp_path), state, TrainerControl(), logs=logs)
+    (entry,) = read_trainer_log(tmp_path)
+    assert {key: entry[key] for key in [*rl, "eval_reward"]} == {**rl, "eval_reward": 0.4}
+    assert "clip_ratio/low_min" not in entry and "step_time" not in entry
+    assert "| reward 0.5000 |" in format_progress(entry)

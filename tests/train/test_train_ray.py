@@ -82,7 +82,7 @@ def test_stage_trains_with_two_workers_and_writes_llamafactory_outputs(tmp_path,
         _assert_mlflow_run(out, stage, len(steps))
 
 
-def _assert_mlflow_run(output_dir, stage: str, logged_steps: int) -> None:
+def _assert_mlflow_run(output_dir, stage: str, logged_steps: int) -> str:
     from mlflow.tracking import MlflowClient
 
     from lf_ray.tracking.mlflow_tracking import tracking_uri
@@ -95,6 +95,15 @@ def _assert_mlflow_run(output_dir, stage: str, logged_steps: int) -> None:
     assert [point.step for point in history] == list(range(1, logged_steps + 1))
     artifacts = {artifact.path for artifact in client.list_artifacts(run.info.run_id)}
     assert {"training_loss.png", "trainer_log.jsonl"} <= artifacts
+    return run.info.run_id
+
+
+def _metric_steps(run_id: str, metric: str) -> list[int]:
+    from mlflow.tracking import MlflowClient
+
+    from lf_ray.tracking.mlflow_tracking import tracking_uri
+
+    return [point.step for point in MlflowClient(tracking_uri()).get_metric_history(run_id, metric)]
 
 
 def test_bad_inputs_fail_on_the_driver_before_any_worker_starts(tmp_path):
@@ -111,7 +120,7 @@ def test_bad_inputs_fail_on_the_driver_before_any_worker_starts(tmp_path):
 
 def test_grpo_learns_a_reward_with_two_workers_and_resumes_from_its_checkpoint(tmp_path):
     """Each step samples 8 completions for each of 4 prompts, dealt across 2 workers; the share of low token ids
-    (`tests.train.grpo_rewards:low_ids`) rises; a re-run with more steps resumes at the checkpoint of step 12."""
+    (`tests.train.grpo_rewards:low_ids`) rises; a re-run with more steps resumes at the checkpoint of step 16."""
     keys = [
         "model_name_or_path=builtin:tiny-llama",
         "stage=grpo",
@@ -130,16 +139,19 @@ def test_grpo_learns_a_reward_with_two_workers_and_resumes_from_its_checkpoint(t
         "per_device_train_batch_size=16",
         "learning_rate=0.01",
         "lr_scheduler_type=constant",
-        "save_steps=12",
+        "save_steps=16",
         *_two_workers(tmp_path),
     ]
-    out = Path(run_training(prepare_config(None, [*keys, "max_steps=12"]), show_progress=False).output_dir)
+    first = prepare_config(None, [*keys, "max_steps=16", "report_to=mlflow"])
+    out = Path(run_training(first, show_progress=False).output_dir)
     log = read_trainer_log(out / "trainer_log.jsonl")
     rewards = [entry["rewards/tests.train.grpo_rewards:low_ids/mean"] for entry in log if "kl" in entry]
-    assert len(rewards) == 12 and sum(rewards[-3:]) / 3 > sum(rewards[:3]) / 3 + 0.1, rewards
+    assert len(rewards) == 16 and sum(rewards[-4:]) / 4 > sum(rewards[:4]) / 4 + 0.1, rewards
     assert all(entry["completions/mean_length"] <= 8 for entry in log if "kl" in entry)
     assert (out / "model.safetensors").is_file() and (out / "training_reward.png").is_file()
+    run_id = _assert_mlflow_run(out, "grpo", logged_steps=16)
+    assert _metric_steps(run_id, "reward") == _metric_steps(run_id, "kl") == list(range(1, 17))
 
-    resumed = Path(run_training(prepare_config(None, [*keys, "max_steps=14"]), show_progress=False).output_dir)
+    resumed = Path(run_training(prepare_config(None, [*keys, "max_steps=18"]), show_progress=False).output_dir)
     steps = [entry["current_steps"] for entry in read_trainer_log(resumed / "trainer_log.jsonl") if "kl" in entry]
-    assert steps == list(range(1, 15))
+    assert steps == list(range(1, 19))
