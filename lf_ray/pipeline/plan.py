@@ -22,13 +22,11 @@ from typing import Any
 from lf_ray import storage
 from lf_ray.artifacts import is_complete, read_manifest
 from lf_ray.errors import ConfigError
-from lf_ray.pipeline.spec import PipelineSpec, StepSpec
+from lf_ray.pipeline.spec import REFERENCE, PipelineSpec, StepSpec, read_only_needs
 from lf_ray.pipeline.steps import STEPS
 
 STEPS_DIR = "steps"
 RAY_TRAIN_DIR = "ray_train"
-
-_REFERENCE = re.compile(r"\$\{steps\.([A-Za-z][\w-]*)\.outputs\.(\w+)\}")
 
 
 @dataclass
@@ -90,10 +88,10 @@ def _resolve_references(value: Any, step: StepSpec, planned: Mapping[str, StepPl
             )
         return outputs[name]
 
-    whole = _REFERENCE.fullmatch(value)
+    whole = REFERENCE.fullmatch(value)
     if whole:  # the output itself, so a list (an adapter chain) stays a list
         return output(whole)
-    return _REFERENCE.sub(lambda match: str(output(match)), value)
+    return REFERENCE.sub(lambda match: str(output(match)), value)
 
 
 def _inherited_stage(spec: PipelineSpec, step: StepSpec) -> dict[str, Any]:
@@ -108,10 +106,16 @@ def _inherited_stage(spec: PipelineSpec, step: StepSpec) -> dict[str, Any]:
     return {"stage": stages.pop()} if len(stages) == 1 else {}
 
 
+def _handing_needs(step: StepSpec, planned: Mapping[str, StepPlan]) -> list[str]:
+    """The needs whose artifacts `step` takes (their handoff), less the model steps it only reads an output of."""
+    read_only = read_only_needs(step, {need: planned[need].uses for need in step.needs})
+    return [need for need in step.needs if need not in read_only]
+
+
 def _input_layers(step: StepSpec, planned: Mapping[str, StepPlan]) -> list[tuple[str, dict]]:
     consumer = STEPS[step.uses]
     layers = []
-    for need in step.needs:
+    for need in _handing_needs(step, planned):
         producer = planned[need]
         handed = STEPS[producer.uses].handoff(producer, consumer)
         if handed:
@@ -135,7 +139,12 @@ def plan_step(step: StepSpec, spec: PipelineSpec, root: str, planned: Mapping[st
     layers.append((f"step `{step.id}` `with`", own))
     draft = resolve_defaults(load_layers(layers, where))  # the managed folders need the fingerprint
     upstream = {need: planned[need].fingerprint for need in step.needs}
-    digest = kind.fingerprint(draft, {planned[need].uses: planned[need].fingerprint for need in step.needs})
+    handing = _handing_needs(step, planned)
+    inputs = {  # by kind, as before read-only inputs existed; a read-only one by its id too
+        planned[need].uses if need in handing else f"{planned[need].uses}:{need}": planned[need].fingerprint
+        for need in step.needs
+    }
+    digest = kind.fingerprint(draft, inputs)
     artifact = storage.join(root, STEPS_DIR, step.id, digest[:12])
     managed = dict.fromkeys(kind.managed_keys, kind.main(artifact))
     if kind.makes_model and "ray_storage_path" not in own and "ray_storage_path" not in spec.defaults:

@@ -38,6 +38,8 @@ StepKind = Literal["preprocess", "train", "tune", "eval", "export", "serve"]
 _ID = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 _TOP_KEYS = ("name", "storage_path", "defaults", "steps", "description")
 _STEP_KEYS = ("id", "uses", "needs", "with", "resources")
+REFERENCE = re.compile(r"\$\{steps\.([A-Za-z][\w-]*)\.outputs\.(\w+)\}")
+"""`${steps.<id>.outputs.<name>}` in a step's `with`: that output of a step it needs."""
 DEFAULT_STORAGE = "saves/pipelines"
 
 
@@ -204,13 +206,32 @@ def graph_problems(spec: PipelineSpec) -> list[str]:
     return problems
 
 
+def referenced_steps(value: Any) -> set[str]:
+    """The ids of the steps whose outputs `value` (a step's `with`) refers to."""
+    if isinstance(value, dict):
+        return set().union(*(referenced_steps(item) for item in value.values()))
+    if isinstance(value, list):
+        return set().union(*(referenced_steps(item) for item in value))
+    return {match.group(1) for match in REFERENCE.finditer(value)} if isinstance(value, str) else set()
+
+
+def read_only_needs(step: StepSpec, kinds: Mapping[str, str]) -> set[str]:
+    """Model steps that `step` only reads an output of while it takes its model from another one (a grpo step's
+    `reward_model: ${steps.rm.outputs.model}` beside the sft step it trains on): they hand it nothing."""
+    models = [need for need in step.needs if need in kinds and STEPS[kinds[need]].makes_model]
+    referenced = referenced_steps(step.config)
+    handing = [need for need in models if need not in referenced]
+    return set(models) - set(handing) if len(models) > 1 and len(handing) == 1 else set()
+
+
 def _input_problems(step: StepSpec, kinds: Mapping[str, str]) -> list[str]:
     accepted = STEPS[step.uses].accepts
     problems = []
     used: dict[str, str] = {}
+    read_only = read_only_needs(step, kinds)
     for need in step.needs:
         kind = kinds.get(need)
-        if kind is None or need == step.id:
+        if kind is None or need == step.id or need in read_only:
             continue
         group = "model" if STEPS[kind].makes_model else kind
         if kind not in accepted:
@@ -219,7 +240,11 @@ def _input_problems(step: StepSpec, kinds: Mapping[str, str]) -> list[str]:
                 f"a {step.uses} step takes {', '.join(accepted) or 'no inputs'}"
             )
         elif group in used:
-            problems.append(f"step `{step.id}` needs two {group} steps (`{used[group]}` and `{need}`); keep one")
+            problems.append(
+                f"step `{step.id}` needs two {group} steps (`{used[group]}` and `{need}`); keep one, or refer to "
+                f"an output of the other in `with` (e.g. `reward_model: ${{steps.{need}.outputs.model}}`), which "
+                "it then only reads"
+            )
         used[group] = need
     return problems
 

@@ -142,6 +142,28 @@ def test_dpo_after_sft_continues_the_adapter_or_stacks_a_new_one(tmp_path):
     assert _plan(raw).steps["export"].config["adapter_name_or_path"] == stacked.outputs["adapters"]
 
 
+def test_a_grpo_step_continues_one_model_step_and_only_reads_the_rm_steps_adapter(tmp_path):
+    raw = _raw(tmp_path)
+    grpo = {"stage": "grpo", "reward_model": "${steps.rm.outputs.model}", "reward_funcs": "numeric_match"}
+    raw["steps"][2:] = [
+        {"id": "pairs", "uses": "preprocess", "with": {"dataset": "dpo_en_demo", "stage": "rm", "cutoff_len": 64}},
+        {"id": "rm", "uses": "train", "needs": ["pairs"], "with": {"stage": "rm", "finetuning_type": "lora"}},
+        {"id": "prompts", "uses": "preprocess", "with": {"dataset": "arithmetic_prompts", "cutoff_len": 64}},
+        {"id": "grpo", "uses": "train", "needs": ["sft", "rm", "prompts"], "with": grpo},
+    ]
+    plan = _plan(raw)
+    sft, rm, step = plan.steps["sft"], plan.steps["rm"], plan.steps["grpo"]
+    assert step.config["adapter_name_or_path"] == [sft.config["output_dir"]]  # the sft adapter, trained further
+    assert step.config["reward_model"] == rm.outputs["model"] and step.config["dataset"] == ["arithmetic_prompts"]
+    assert step.input_fingerprints == {name: plan.steps[name].fingerprint for name in ("sft", "rm", "prompts")}
+    raw["steps"][3]["with"]["lora_rank"] = 4  # another reward model: another grpo artifact
+    assert _plan(raw).steps["grpo"].fingerprint != step.fingerprint
+
+    raw["steps"][5]["with"] = {"stage": "grpo", "reward_funcs": "numeric_match"}  # rm would hand its adapter too
+    with pytest.raises(ConfigError, match=r"step `grpo` needs two model steps \(`sft` and `rm`\); keep one, or refer"):
+        _plan(raw)
+
+
 def test_on_object_storage_a_later_step_plans_on_artifacts_not_written_yet(tmp_path, s3_bucket):
     raw = _raw(tmp_path)
     raw["storage_path"] = storage.join(s3_bucket, "pipelines")
