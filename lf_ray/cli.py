@@ -354,9 +354,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
+    from lf_ray.errors import ConfigError
     from lf_ray.serve.service import model_ids
 
     cfg = _load_serve_config(args)
+    if cfg.finetuning.stage == "rm":
+        raise ConfigError(
+            "`stage: rm` loads a reward model, which scores texts and does not chat. Fix: serve it with "
+            "`lf-ray serve` (POST /v1/score/evaluation), or remove `stage: rm` to chat with a generative model"
+        )
     if args.dry_run:
         print(cfg.to_yaml(non_default_only=True).rstrip())
         print(

@@ -212,19 +212,35 @@ def ppo_stage(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def grpo_keys_outside_grpo(cfg: LfRayConfig) -> str | None:
+def _stage_only_keys() -> dict[str, tuple[str, ...]]:
+    """Keys only some stages read → those stages (LLaMA-Factory accepts them anywhere and ignores them)."""
     import dataclasses
 
     from lf_ray.config.grpo_args import GRPOArguments
+
+    return {
+        "pref_beta": ("dpo", "kto"),
+        **dict.fromkeys(
+            ("pref_loss", "pref_ftx", "pref_bco_weight", "dpo_label_smoothing", "simpo_gamma", "ld_alpha"), ("dpo",)
+        ),
+        **dict.fromkeys(("kto_chosen_weight", "kto_rejected_weight"), ("kto",)),
+        "compute_accuracy": ("sft",),
+        "packing": ("pt", "sft"),
+        **dict.fromkeys((f.name for f in dataclasses.fields(GRPOArguments)), ("grpo",)),
+    }
+
+
+def keys_of_other_stages(cfg: LfRayConfig) -> str | None:
     from lf_ray.config.schema import all_keys
 
-    ft = cfg.finetuning
-    if ft.stage == "grpo":
-        return None
-    given = [f.name for f in dataclasses.fields(GRPOArguments) if getattr(ft, f.name) != all_keys()[f.name].default]
+    stage = cfg.finetuning.stage
+    given = [
+        f"`{key}` ({', '.join(stages)})"
+        for key, stages in _stage_only_keys().items()
+        if stage not in stages and cfg.get(key) not in (all_keys()[key].default, None, False)
+    ]
     if given:
-        keys = ", ".join(f"`{key}`" for key in given)
-        return f"{keys} belong to `stage: grpo`; `stage: {ft.stage}` reads none of them: remove them"
+        return f"{', '.join(given)} act only in the stages named; `stage: {stage}` reads none of them: remove them"
     return None
 
 
@@ -246,11 +262,16 @@ def reward_model_keys(cfg: LfRayConfig) -> str | None:
     if not ft.reward_model:
         return f"`{given[0]}` describes the reward model, but `reward_model` (its path) is not set; set it"
     if ft.reward_model_type == "api":
-        return (
-            "`reward_model_type: api` (scores from an HTTP endpoint) is not built in lf-ray: an OpenAI-compatible "
-            "API has no reward score. Use `full` (an rm step's full output) or `lora` (an rm step's LoRA adapter), "
-            "or a reward function of yours that calls your endpoint (`reward_funcs: my_module:my_function`)"
-        )
+        if not ft.reward_model.startswith(("http://", "https://")):
+            return (
+                f"`reward_model_type: api` takes the URL of a served reward model (`lf-ray serve` of an rm step's "
+                f"output with `stage: rm`, e.g. http://127.0.0.1:8000/v1); got `reward_model: {ft.reward_model}`"
+            )
+        if ft.reward_model_adapters or ft.reward_model_quantization_bit:
+            return (
+                "`reward_model_adapters` and `reward_model_quantization_bit` describe a local reward model, not a "
+                "served one (`reward_model_type: api`); remove them"
+            )
     if ft.reward_model_type == "lora" and ft.reward_model_adapters:
         return (
             "`reward_model_adapters` goes with `reward_model_type: full` (adapters merged into the reward model); "
@@ -498,7 +519,7 @@ TRAINING_RULES = (
     reference_model_unused,
     label_smoothing_without_sigmoid,
     ppo_stage,
-    grpo_keys_outside_grpo,
+    keys_of_other_stages,
     reward_model_keys,
     grpo_rewards,
     grpo_groups,

@@ -42,7 +42,7 @@ def load_reward_model(cfg: LfRayConfig, tokenizer: PreTrainedTokenizerBase) -> P
     """`reward_model` loaded frozen as a sequence classifier, or None when the config names none."""
     from lf_ray.model.loading import load_model
 
-    if not cfg.finetuning.reward_model:
+    if not cfg.finetuning.reward_model or cfg.finetuning.reward_model_type == "api":  # api: `rewards.api_reward`
         return None
     model, _ = load_model(reward_model_config(cfg), for_training=False, task="reward", tokenizer=tokenizer)
     logger.info("Reward model (%s): %s", cfg.finetuning.reward_model_type, cfg.finetuning.reward_model)

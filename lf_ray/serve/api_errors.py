@@ -47,6 +47,12 @@ class ModelNotFound(ApiError):
     status = 404
 
 
+class NotAllowed(ApiError):
+    """405: the served model cannot do what the route asks (chat with a reward model, scores with a chat model)."""
+
+    status = 405
+
+
 class SchemaError(ApiError):
     """422: the JSON body does not match the OpenAI schema (a missing field, a wrong type or range)."""
 

@@ -54,10 +54,11 @@ def build_app(args: dict[str, Any]) -> Application:
 
 
 def build_app_from_config(cfg: LfRayConfig, *, cluster_gpus: float | None = None, key: str | None = None):
-    """Ingress + model replicas for `cfg` (or Ray Serve LLM's app for `infer_backend: vllm`)."""
+    """Ingress + model replicas for `cfg` (a reward model's for `stage: rm`; Ray Serve LLM's app for
+    `infer_backend: vllm`)."""
     import ray
 
-    from lf_ray.serve.deployments import LLMServer, OpenAIIngress
+    from lf_ray.serve.deployments import LLMServer, OpenAIIngress, RewardServer
 
     check_serve_config(cfg)
     if cfg.model.infer_backend == "vllm":
@@ -66,9 +67,11 @@ def build_app_from_config(cfg: LfRayConfig, *, cluster_gpus: float | None = None
         return build_vllm_app(cfg)
     if cluster_gpus is None:
         cluster_gpus = ray.cluster_resources().get("GPU", 0) if ray.is_initialized() else 0
-    server = LLMServer.options(**model_deployment_options(cfg, cluster_gpus=cluster_gpus)).bind(replica_config(cfg))
+    reward = cfg.finetuning.stage == "rm"
+    deployment = RewardServer if reward else LLMServer
+    server = deployment.options(**model_deployment_options(cfg, cluster_gpus=cluster_gpus)).bind(replica_config(cfg))
     ids = model_ids(cfg)
-    return OpenAIIngress.bind(server, ids[0], ids[1:], key)
+    return OpenAIIngress.bind(server, ids[0], ids[1:], key, reward)
 
 
 def _http_address(host: str, port: int) -> tuple[str, int]:

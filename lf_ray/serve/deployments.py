@@ -1,8 +1,10 @@
-"""The two Ray Serve deployments behind `lf-ray serve`, the shape Ray Serve LLM uses (router + model servers):
+"""The Ray Serve deployments behind `lf-ray serve`, the shape Ray Serve LLM uses (router + model servers):
 
 - `LLMServer`: model replicas. Each holds a `ChatService` and a `ContinuousBatcher`: a request joins the running
   decode at its next step (continuous batching), `@serve.multiplexed` loads the LoRA adapter a request names
   (requests for an adapter are routed to replicas that already hold it).
+- `RewardServer`: instead of `LLMServer` for `stage: rm`: a reward model answering LLaMA-Factory's
+  `/v1/score/evaluation` (`serve.scoring`); the chat routes then answer 405, as LLaMA-Factory's API does.
 - `OpenAIIngress`: the FastAPI HTTP edge. It checks the API key, validates bodies against the OpenAI schema,
   maps `model` to base or adapter, streams server-sent events, and answers every error with OpenAI's body.
 """
@@ -14,6 +16,7 @@ import concurrent.futures
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,8 +28,23 @@ from ray.serve.exceptions import BackPressureError
 from starlette.exceptions import HTTPException
 
 from lf_ray.config import LfRayConfig  # at run time: Serve reads the replica constructor's annotations
-from lf_ray.serve.api_errors import ApiError, BadRequest, InternalError, InvalidApiKey, Overloaded, SchemaError
-from lf_ray.serve.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+from lf_ray.serve.api_errors import (
+    ApiError,
+    BadRequest,
+    InternalError,
+    InvalidApiKey,
+    NotAllowed,
+    Overloaded,
+    SchemaError,
+)
+from lf_ray.serve.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    ScoreEvaluationRequest,
+    ScoreEvaluationResponse,
+)
 from lf_ray.serve.responses import PreparedRequest
 
 logger = logging.getLogger(__name__)
@@ -143,6 +161,24 @@ class LLMServer:
         }
 
 
+@serve.deployment(name="RewardServer")
+class RewardServer:
+    """A reward model on one replica: scores whole texts (`serve.scoring.RewardScorer`)."""
+
+    def __init__(self, cfg: LfRayConfig) -> None:
+        from lf_ray.serve.scoring import RewardScorer
+
+        self.scorer = RewardScorer.from_config(cfg)
+        self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="lf-ray-scores")
+
+    async def score(self, texts: list[str], max_length: int | None) -> list[float]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.scorer.score, texts, max_length)
+
+    def stats(self) -> dict[str, Any]:
+        return {"task": "reward"}
+
+
 # --- HTTP ingress (helpers first: Serve pickles the ingress class when it is decorated) ----------------------------
 
 api = FastAPI(title="lf-ray", description="OpenAI-compatible API of lf-ray (Ray Serve)")
@@ -225,13 +261,16 @@ async def _server_sent_events(stream: Any) -> AsyncIterator[str]:
 class OpenAIIngress:
     """The OpenAI-compatible HTTP API in front of `LLMServer`."""
 
-    def __init__(self, server: Any, base_model: str, adapters: list[str], api_key: str | None = None) -> None:
+    def __init__(
+        self, server: Any, base_model: str, adapters: list[str], api_key: str | None = None, scores: bool = False
+    ) -> None:
         from lf_ray.constants import api_key as env_api_key
 
         self.server = server
         self.base_model = base_model
         self.adapters = list(adapters)
         self.api_key = api_key if api_key is not None else env_api_key()
+        self.scores = scores  # a reward model behind it (`RewardServer`): scores, no chat
 
     def _authorize(self, request: Request) -> None:
         if not self.api_key:
@@ -284,7 +323,27 @@ class OpenAIIngress:
         self._authorize(request)
         return await self._answer("completion", body)
 
+    @api.post("/v1/score/evaluation")
+    async def score_evaluation(self, body: ScoreEvaluationRequest, request: Request):
+        """LLaMA-Factory's route for a served reward model; any `model` name is taken, as LLaMA-Factory does."""
+        self._authorize(request)
+        if not self.scores:
+            raise NotAllowed(
+                f"`{self.base_model}` is a generative model: /v1/score/evaluation needs a reward model. Fix: serve "
+                "an rm step's output with `stage: rm` in the serve config."
+            )
+        try:
+            scores = await self.server.score.remote(body.messages, body.max_length)
+        except Exception as err:
+            return _error_response(_as_api_error(err))
+        return ScoreEvaluationResponse(id=f"score-{uuid.uuid4().hex}", model=body.model, scores=scores).model_dump()
+
     async def _answer(self, kind: str, body: ChatCompletionRequest | CompletionRequest):
+        if self.scores:
+            raise NotAllowed(
+                f"`{self.base_model}` is a reward model (`stage: rm`): it scores texts at POST /v1/score/evaluation "
+                "and does not generate. Fix: serve a generative model for chat and completions."
+            )
         handle = self._handle(body.model)
         payload = body.model_dump(exclude_unset=True)
         try:

@@ -25,6 +25,11 @@ def check_serve_config(cfg: LfRayConfig) -> None:
             f"`infer_backend: {cfg.model.infer_backend}` cannot serve with lf-ray. Fix: use huggingface "
             "(transformers, CPU or GPU) or vllm (Ray Serve LLM, GPU)."
         )
+    if cfg.finetuning.stage == "rm" and (cfg.model.infer_backend == "vllm" or cfg.serve.lora_adapters()):
+        raise ConfigError(
+            "`stage: rm` serves a reward model on the transformers engine, with its adapters merged; "
+            "Fix: remove `infer_backend: vllm` and `lora_modules` (merge the rm adapter with `adapter_name_or_path`)"
+        )
     if cfg.generating.num_beams > 1:
         raise ConfigError(
             f"`num_beams: {cfg.generating.num_beams}`: the serving engines decode one sequence per request (greedy "

@@ -172,3 +172,18 @@ class ErrorDetail(BaseModel):
 
 class ErrorResponse(BaseModel):
     error: ErrorDetail
+
+
+class ScoreEvaluationRequest(_Request):
+    """LLaMA-Factory's `/v1/score/evaluation` (a reward model served by its API): whole texts to score."""
+
+    model: str
+    messages: list[str] = Field(min_length=1)
+    max_length: int | None = Field(default=None, ge=1)
+
+
+class ScoreEvaluationResponse(BaseModel):
+    id: str
+    object: Literal["score.evaluation"] = "score.evaluation"
+    model: str
+    scores: list[float]

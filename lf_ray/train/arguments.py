@@ -207,8 +207,7 @@ def _stage_values(cfg: LfRayConfig, fields: set[str]) -> dict[str, Any]:
         values.update(_preference_values(ft))
     elif ft.stage == "grpo":
         values.update(grpo_values(cfg))
-    elif ft.stage == "kto":
-        _refuse_ftx(ft, "TRL's KTOTrainer has no supervised term")
+    elif ft.stage == "kto":  # `pref_ftx` is dpo's (`rules_training.keys_of_other_stages`)
         values.update(
             beta=ft.pref_beta, desirable_weight=ft.kto_chosen_weight, undesirable_weight=ft.kto_rejected_weight
         )
@@ -287,8 +286,9 @@ def _refuse_with_hand_written_loss(ft: FinetuningArguments, main: str) -> None:
 
 def _refuse_ftx(ft: FinetuningArguments, why: str) -> None:
     if ft.pref_ftx > 1e-6:
-        where = f"`pref_loss: {ft.pref_loss}`" if ft.stage == "dpo" else f"`stage: {ft.stage}`"
-        raise ConfigError(f"`pref_ftx: {ft.pref_ftx}` is not supported with {where}: {why}; remove `pref_ftx`")
+        raise ConfigError(
+            f"`pref_ftx: {ft.pref_ftx}` is not supported with `pref_loss: {ft.pref_loss}`: {why}; remove `pref_ftx`"
+        )
 
 
 def precision_flags(cfg: LfRayConfig, *, has_accelerator: bool) -> dict[str, bool]:

@@ -176,3 +176,43 @@ def model_reward(model: Any, pad_token_id: int, max_prompt_length: int | None) -
             return model(input_ids=ids, attention_mask=mask).logits[:, 0].float().tolist()
 
     return reward_model
+
+
+def api_reward(url: str, tokenizer: Any, max_prompt_length: int | None, timeout_s: float = 300) -> RewardFunc:
+    """A reward model behind LLaMA-Factory's `/v1/score/evaluation` (an lf-ray `serve` of an rm step's output with
+    `stage: rm`, or LLaMA-Factory's API) as a reward function: it posts each prompt + completion as the template's
+    text, special tokens kept (as LLaMA-Factory's PPO does), with `API_KEY` as the bearer token when set."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    from lf_ray.constants import api_key
+
+    endpoint = url.rstrip("/") + "/score/evaluation"
+    headers = {"Content-Type": "application/json"}
+    if key := api_key():
+        headers["Authorization"] = f"Bearer {key}"
+
+    def reward_model(input_ids: list[list[int]], completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
+        rows = [list(p)[-max_prompt_length:] if max_prompt_length else list(p) for p in input_ids]
+        texts = tokenizer.batch_decode(
+            [prompt + list(completion) for prompt, completion in zip(rows, completion_ids, strict=True)],
+            skip_special_tokens=False,
+        )
+        body = json.dumps({"model": "reward_model", "messages": texts}).encode()
+        request = urllib.request.Request(endpoint, data=body, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                return json.loads(response.read())["scores"]
+        except urllib.error.HTTPError as err:
+            raise TrainError(
+                f"the reward model at {endpoint} answered HTTP {err.code}: {err.read().decode(errors='replace')[:300]}"
+                "; serve an rm step's output there with `stage: rm`"
+            ) from None
+        except (urllib.error.URLError, TimeoutError, KeyError, ValueError) as err:
+            raise TrainError(
+                f"the reward model at {endpoint} gave no scores ({type(err).__name__}: {err}); check that it is "
+                "running and reachable from every training worker"
+            ) from None
+
+    return reward_model

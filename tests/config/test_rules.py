@@ -162,9 +162,10 @@ CASES = {
         "`dpo_label_smoothing` only works with `pref_loss: sigmoid` (got `ipo`)",
     ),
     "ppo_stage": ({"stage": "ppo"}, "`stage: ppo` asks for LLaMA-Factory's PPO (a value head trained beside the"),
-    "grpo_keys_outside_grpo": (
-        {"num_generations": 4, "reward_funcs": "exact_match"},
-        "`reward_funcs`, `num_generations` belong to `stage: grpo`; `stage: sft` reads none of them",
+    "keys_of_other_stages": (
+        {"stage": "kto", "pref_loss": "ipo", "num_generations": 4, "pref_beta": 0.2, "packing": True},
+        "`pref_loss` (dpo), `packing` (pt, sft), `num_generations` (grpo) act only in the stages named; `stage: kto` "
+        "reads none of them: remove them",
     ),
     "reward_model_keys": (
         {"stage": "grpo", "reward_model_adapters": "saves/rm"},

@@ -155,8 +155,10 @@ def test_build_app_takes_the_keys_serve_run_and_kuberay_pass():
     args = {"model_name_or_path": "builtin:tiny-qwen", "num_replicas": "2", "lora_modules": {"a": "/x/a"}}
     ingress = build_app(args)._bound_deployment  # `serve run ... num_replicas=2` passes strings
     server = ingress.init_args[0]._bound_deployment
-    assert (ingress.name, ingress.init_args[1:]) == ("OpenAIIngress", ("tiny-qwen", ["a"], None))
+    assert (ingress.name, ingress.init_args[1:]) == ("OpenAIIngress", ("tiny-qwen", ["a"], None, False))
     assert (server.name, server.num_replicas) == ("LLMServer", 2)
     assert server.init_args[0].serve.lora_adapters() == {"a": "/x/a"}
+    reward = build_app({"model_name_or_path": "builtin:tiny-llama", "stage": "rm"})._bound_deployment
+    assert (reward.init_args[0]._bound_deployment.name, reward.init_args[-1]) == ("RewardServer", True)
     with pytest.raises(ConfigError, match="num_replicas"):
         build_app({**args, "num_replicas": "two"})

@@ -247,6 +247,12 @@ def test_openai_client_raises_typed_errors(client):
         openai.OpenAI(base_url=client.base_url, api_key="wrong", max_retries=0).models.list()
 
 
+def test_a_generative_model_refuses_to_score_texts(endpoint):
+    answer = _post(endpoint, "/score/evaluation", {"model": "tiny-qwen", "messages": ["a text"]})
+    assert answer.status_code == 405
+    assert "is a generative model: /v1/score/evaluation needs a reward model" in answer.json()["error"]["message"]
+
+
 def test_health_and_smoke_request(endpoint):
     health = requests.get(f"{endpoint.url.removesuffix('/v1')}/health")
     assert health.status_code == 200 and health.json()["status"] == "ok"

@@ -187,8 +187,12 @@ def _scores(model, prompts, completions) -> list[float]:
 def test_reward_model_keys_are_checked_at_parse_time():
     with pytest.raises(ConfigError, match="`reward_model_quantization_bit: 3`: bitsandbytes quantizes to 4 or 8"):
         stage_config("grpo", "reward_model=saves/rm", "reward_model_quantization_bit=3")
-    with pytest.raises(ConfigError, match=r"`reward_model_type: api` \(scores from an HTTP endpoint\) is not built"):
-        stage_config("grpo", "reward_model=http://127.0.0.1:8000", "reward_model_type=api")
+    with pytest.raises(ConfigError, match="`reward_model_type: api` takes the URL of a served reward model"):
+        stage_config("grpo", "reward_model=saves/rm", "reward_model_type=api")
+    with pytest.raises(ConfigError, match="describe a local reward model, not a served one"):
+        stage_config(
+            "grpo", "reward_model=http://h:8000/v1", "reward_model_type=api", "reward_model_quantization_bit=4"
+        )
     with pytest.raises(
         ConfigError, match="`reward_model` describes a reward model, which lf-ray reads in `stage: grpo`"
     ):

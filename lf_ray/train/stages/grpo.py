@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from trl import GRPOTrainer
 
-from lf_ray.train.rewards import model_reward, reward_functions
+from lf_ray.train.rewards import api_reward, model_reward, reward_functions
 from lf_ray.train.stages.base import AdapterOffReference, StageContext, trainer_callbacks
 
 if TYPE_CHECKING:
@@ -58,8 +58,11 @@ def build_trainer(ctx: StageContext) -> GRPOTrainer:
     ft = ctx.cfg.finetuning
     rewards = reward_functions(ft)
     if ctx.reward_model is not None:
-        ctx.reward_model.to(ctx.training_args.device)
+        if not getattr(ctx.reward_model, "is_quantized", False):  # bitsandbytes placed it already, and refuses .to
+            ctx.reward_model.to(ctx.training_args.device)
         rewards.append(model_reward(ctx.reward_model, ctx.pad_token_id, ft.max_prompt_length))
+    elif ft.reward_model_type == "api" and ft.reward_model:
+        rewards.append(api_reward(ft.reward_model, ctx.tokenizer, ft.max_prompt_length))
     return PromptIdsGRPOTrainer(
         model=ctx.model,
         reward_funcs=rewards,
