@@ -59,11 +59,12 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
     train_stream = _stream(cfg, training_args, loop_config["dataset_path"], DATASET_TRAIN_DIR)
     eval_stream = _stream(cfg, training_args, loop_config["dataset_path"], DATASET_EVAL_DIR)
     whole_split = STAGES[cfg.finetuning.stage].whole_split
-    rows = STAND_IN_ROWS if not whole_split else None
+    rows = None if whole_split else STAND_IN_ROWS
     context = StageContext(
         model=model,
         tokenizer=tokenizer,
-        # trainers that insist on a `datasets.Dataset` are built with the first rows, then handed the streams
+        # trainers that insist on a `datasets.Dataset` are built with the first rows, then handed the streams;
+        # a `whole_split` stage trains on all of them
         train_dataset=train_stream.head(rows),
         eval_dataset=None if eval_stream is None else eval_stream.head(rows),
         cfg=cfg,

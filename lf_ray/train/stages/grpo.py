@@ -7,9 +7,9 @@ rewards are normalised together wherever they were sampled. The trainer:
 
 - samples from the prompt's ids (`PromptIdsGRPOTrainer`: TRL would re-render a text prompt with the tokenizer's
   own chat template, not LLaMA-Factory's), keeping the last `max_prompt_length` tokens;
-- scores completions with `reward_funcs` (`train.rewards`) and the reward model (`model.reward`), weighted by
-  `reward_weights`; the functions get `prompts` (the decoded prompt), `completions`, `completion_ids` and
-  `answer` (the decoded reference);
+- scores completions with `reward_funcs` (`train.rewards`) and the reward model (`model.reward`, or a served one:
+  `rewards.api_reward`), weighted by `reward_weights`; the functions get `prompts` (the decoded prompt),
+  `completions`, `completion_ids` and `answer` (the decoded reference);
 - computes the KL term against the adapter-off policy under LoRA, else TRL's frozen copy (`grpo_beta` > 0).
 """
 
