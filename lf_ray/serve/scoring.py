@@ -21,8 +21,8 @@ SCORE_BATCH = 16
 
 
 class RewardScorer:
-    def __init__(self, model: Any, tokenizer: Any, model_id: str) -> None:
-        self.model, self.tokenizer, self.model_id = model, tokenizer, model_id
+    def __init__(self, model: Any, tokenizer: Any) -> None:
+        self.model, self.tokenizer = model, tokenizer
 
     @classmethod
     def from_config(cls, cfg: LfRayConfig) -> RewardScorer:
@@ -30,13 +30,12 @@ class RewardScorer:
 
         from lf_ray.data.tokenizer_spec import tokenizer_spec
         from lf_ray.model.loading import load_model
-        from lf_ray.serve.service import served_model_name
 
         tokenizer, _ = tokenizer_spec(cfg).load()
         model, tokenizer = load_model(cfg, for_training=False, task="reward", tokenizer=tokenizer)
         if torch.cuda.is_available():
             model = model.to("cuda")
-        return cls(model, tokenizer, served_model_name(cfg))
+        return cls(model, tokenizer)
 
     def score(self, texts: list[str], max_length: int | None = None) -> list[float]:
         import torch

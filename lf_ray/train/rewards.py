@@ -60,6 +60,11 @@ def _last_number(text: str) -> float | None:
     return float(found[-1].replace(",", "")) if found else None
 
 
+def prompt_tail(ids: Sequence[int], max_prompt_length: int | None) -> list[int]:
+    """The prompt ids GRPO samples from: the last `max_prompt_length` of them (all when None)."""
+    return list(ids)[-max_prompt_length:] if max_prompt_length else list(ids)
+
+
 def format_match(pattern: str) -> RewardFunc:
     """1 when the whole completion matches `reward_format_pattern` (DOTALL: `.` spans lines); else 0."""
     compiled = re.compile(pattern, re.DOTALL)
@@ -166,7 +171,7 @@ def model_reward(model: Any, pad_token_id: int, max_prompt_length: int | None) -
     import torch
 
     def reward_model(input_ids: list[list[int]], completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
-        rows = [list(p)[-max_prompt_length:] if max_prompt_length else list(p) for p in input_ids]
+        rows = [prompt_tail(prompt, max_prompt_length) for prompt in input_ids]
         rows = [prompt + list(completion) for prompt, completion in zip(rows, completion_ids, strict=True)]
         width = max(len(row) for row in rows)
         device = next(model.parameters()).device
@@ -194,7 +199,7 @@ def api_reward(url: str, tokenizer: Any, max_prompt_length: int | None, timeout_
         headers["Authorization"] = f"Bearer {key}"
 
     def reward_model(input_ids: list[list[int]], completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
-        rows = [list(p)[-max_prompt_length:] if max_prompt_length else list(p) for p in input_ids]
+        rows = [prompt_tail(prompt, max_prompt_length) for prompt in input_ids]
         texts = tokenizer.batch_decode(
             [prompt + list(completion) for prompt, completion in zip(rows, completion_ids, strict=True)],
             skip_special_tokens=False,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from trl import GRPOTrainer
 
-from lf_ray.train.rewards import api_reward, model_reward, reward_functions
+from lf_ray.train.rewards import api_reward, model_reward, prompt_tail, reward_functions
 from lf_ray.train.stages.base import AdapterOffReference, StageContext, trainer_callbacks
 
 if TYPE_CHECKING:
@@ -34,8 +34,7 @@ class PromptIdsGRPOTrainer(AdapterOffReference, GRPOTrainer):
         self.max_prompt_length = max_prompt_length
 
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
-        limit = self.max_prompt_length
-        self._prompt_ids = [list(row["input_ids"])[-limit:] if limit else list(row["input_ids"]) for row in inputs]
+        self._prompt_ids = [prompt_tail(row["input_ids"], self.max_prompt_length) for row in inputs]
         return super()._generate_and_score_completions(inputs)
 
     def _tokenize_prompts(self, prompts: list[Any]) -> tuple[list[list[int]], None, dict[str, Any]]:
