@@ -27,7 +27,8 @@ class StageSpec:
     """The module under lf_ray.train.stages whose `build_trainer(ctx)` builds its trainer; None: not trainable."""
     whole_split: bool = False
     """Every worker reads the whole split and the trainer deals rows to ranks itself (grpo: TRL's sampler groups a
-    prompt's completions), instead of streaming its own share (`train.stream`)."""
+    prompt's completions; ppo: one order of the prompts that every worker shares, resumable at any step), instead
+    of streaming its own share (`train.stream`)."""
     eval_loss: bool = False
     """Whether `lf-ray eval` reports loss / perplexity on its eval rows (the LM objective)."""
     summary: str = ""
@@ -42,7 +43,9 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("dpo", "pairwise", trainer="lf_ray.train.stages.dpo", summary="preference (DPO, ORPO, SimPO)"),
         StageSpec("kto", "feedback", trainer="lf_ray.train.stages.kto", summary="preference (KTO)"),
         StageSpec("grpo", "unsupervised", trainer="lf_ray.train.stages.grpo", whole_split=True, summary="online RL"),
-        StageSpec("ppo", "unsupervised", summary="PPO: LLaMA-Factory's; lf-ray refuses it until it is built"),
+        StageSpec(
+            "ppo", "unsupervised", trainer="lf_ray.train.stages.ppo", whole_split=True, summary="online RL (PPO)"
+        ),
     )
 }
 

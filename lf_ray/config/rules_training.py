@@ -185,7 +185,7 @@ def reference_model_unused(cfg: LfRayConfig) -> str | None:
         return f"`{given[0]}` describes the reference model, but `ref_model` (its base model) is not set; set it"
     if not wants_reference(cfg):
         return (
-            f"`ref_model` is the reference of stage dpo (not orpo / simpo), kto, and sft with `use_asft_loss`; "
+            f"`ref_model` is the reference of stage dpo (not orpo / simpo), kto, ppo, and sft with `use_asft_loss`; "
             f"`stage: {ft.stage}`"
             + (f" with `pref_loss: {ft.pref_loss}`" if ft.stage == "dpo" else "")
             + " reads none: remove the ref_model keys"
@@ -202,13 +202,39 @@ def label_smoothing_without_sigmoid(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def ppo_stage(cfg: LfRayConfig) -> str | None:
-    if cfg.finetuning.stage == "ppo":
+PPO_KEYS = ("ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards")
+SHARED_REWARD_KEYS = ("reward_funcs", "reward_weights", "reward_format_pattern")
+"""grpo's reward keys that ppo reads too (besides the reward model's)."""
+ONLINE_RL = ("grpo", "ppo")
+
+
+def ppo_settings(cfg: LfRayConfig) -> str | None:
+    """What lf-ray's PPO loop (`train.stages.ppo`) does not run: DeepSpeed, BAdam, evaluation while training."""
+    ft = cfg.finetuning
+    if ft.stage != "ppo":
+        return None
+    if min(ft.ppo_buffer_size, ft.ppo_epochs) < 1 or ft.ppo_target <= 0:
         return (
-            "`stage: ppo` asks for LLaMA-Factory's PPO (a value head trained beside the policy), which lf-ray does "
-            "not implement. Fix: use `stage: grpo` (online RL from `reward_funcs` and/or a `reward_model`, no value "
-            "head), or stage dpo / kto on preference data"
+            f"`ppo_buffer_size: {ft.ppo_buffer_size}`, `ppo_epochs: {ft.ppo_epochs}`, `ppo_target: {ft.ppo_target}`: "
+            "the first two must be at least 1 and the KL target above 0"
         )
+    if cfg.get("deepspeed"):
+        return (
+            "`stage: ppo` runs lf-ray's own PPO loop on DDP, not DeepSpeed; remove `deepspeed` (or use `stage: grpo`, "
+            "which runs on DeepSpeed ZeRO-2/3)"
+        )
+    if ft.use_badam:
+        return "`use_badam` is not supported with `stage: ppo` (lf-ray's PPO loop builds an AdamW-family optimizer)"
+    evaluation = [key for key in ("do_eval", "early_stopping_steps") if cfg.get(key)]
+    if str(cfg.get("eval_strategy") or "no") != "no":
+        evaluation.insert(0, "eval_strategy")
+    if evaluation:
+        return (
+            f"`{evaluation[0]}`: stage ppo does not evaluate while it trains (neither does LLaMA-Factory's); remove it "
+            "and evaluate the output with `lf-ray eval` or a pipeline's eval step"
+        )
+    if str(cfg.get("save_strategy")) == "best":
+        return "`save_strategy: best` needs evaluation, which stage ppo does not run; use steps or epoch"
     return None
 
 
@@ -227,6 +253,8 @@ def _stage_only_keys() -> dict[str, tuple[str, ...]]:
         "compute_accuracy": ("sft",),
         "packing": ("pt", "sft"),
         **dict.fromkeys((f.name for f in dataclasses.fields(GRPOArguments)), ("grpo",)),
+        **dict.fromkeys(SHARED_REWARD_KEYS, ONLINE_RL),
+        **dict.fromkeys(PPO_KEYS, ("ppo",)),
     }
 
 
@@ -254,10 +282,10 @@ def reward_model_keys(cfg: LfRayConfig) -> str | None:
     given = [key for key in REWARD_MODEL_KEYS if getattr(ft, key) != all_keys()[key].default]
     if not given:
         return None
-    if ft.stage != "grpo":
+    if ft.stage not in ONLINE_RL:
         return (
-            f"`{given[0]}` describes a reward model, which lf-ray reads in `stage: grpo` only (`stage: "
-            f"{ft.stage}` reads none; LLaMA-Factory's ppo is not built): remove the reward_model keys"
+            f"`{given[0]}` describes a reward model, which lf-ray reads in `stage: grpo` and `stage: ppo` only "
+            f"(`stage: {ft.stage}` reads none): remove the reward_model keys"
         )
     if not ft.reward_model:
         return f"`{given[0]}` describes the reward model, but `reward_model` (its path) is not set; set it"
@@ -283,11 +311,11 @@ def reward_model_keys(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def grpo_rewards(cfg: LfRayConfig) -> str | None:
+def online_rl_rewards(cfg: LfRayConfig) -> str | None:
     import re
 
     ft = cfg.finetuning
-    if ft.stage != "grpo":
+    if ft.stage not in ONLINE_RL:
         return None
     funcs = list(ft.reward_funcs or [])
     sources = len(funcs) + (1 if ft.reward_model else 0)
@@ -518,10 +546,10 @@ TRAINING_RULES = (
     sft_loss_variants,
     reference_model_unused,
     label_smoothing_without_sigmoid,
-    ppo_stage,
+    ppo_settings,
     keys_of_other_stages,
     reward_model_keys,
-    grpo_rewards,
+    online_rl_rewards,
     grpo_groups,
     best_model_for_rm_or_ppo,
     quantized_device_map_in_training,

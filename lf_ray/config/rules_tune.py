@@ -58,16 +58,17 @@ def tune_scheduler_sees_fresh_metric(cfg: LfRayConfig) -> str | None:
     return None
 
 
-def tune_metric_reward_outside_grpo(cfg: LfRayConfig) -> str | None:
+def tune_metric_reward_outside_online_rl(cfg: LfRayConfig) -> str | None:
     metric = str((cfg.tune.tune or {}).get("metric", "eval_loss"))
-    if cfg.tune.tune is None or cfg.finetuning.stage == "grpo" or not metric.startswith(("reward", "rewards/")):
+    stage = cfg.finetuning.stage
+    if cfg.tune.tune is None or stage in ("grpo", "ppo") or not metric.startswith(("reward", "rewards/")):
         return None
-    return f"`tune.metric: {metric}` is logged by `stage: grpo` only (got `stage: {cfg.finetuning.stage}`)"
+    return f"`tune.metric: {metric}` is logged by `stage: grpo` and `stage: ppo` only (got `stage: {stage}`)"
 
 
 TUNE_RULES = (
     tune_section_is_valid,
     tune_metric_needs_evaluation,
     tune_scheduler_sees_fresh_metric,
-    tune_metric_reward_outside_grpo,
+    tune_metric_reward_outside_online_rl,
 )

@@ -33,11 +33,6 @@ MULTIMODAL = Refusal(
     "vision / audio inputs (LLaMA-Factory's multimodal plugins)",
     "lf-ray trains text-only models for now: remove the image / video / audio keys",
 )
-PPO = Refusal(
-    "PPO with a value head (stage ppo)",
-    "use `stage: grpo` (online RL with reward functions or a `reward_model`, no value head), or dpo / kto on "
-    "preference data, and remove the ppo_* keys",
-)
 QUANTIZED_EXPORT = Refusal(
     "a GPTQ-quantized export",
     "export in full precision and quantize the exported folder with a separate tool",
@@ -117,14 +112,6 @@ REFUSED: dict[str, Refusal] = {
         "oft_block_size",
         "oft_target",
         "module_dropout",
-    ),
-    **_family(
-        PPO,
-        "ppo_buffer_size",
-        "ppo_epochs",
-        "ppo_score_norm",
-        "ppo_target",
-        "ppo_whiten_rewards",
     ),
     "apollo_scale_front": Refusal("APOLLO's norm-growth limiter in front of the scaling", REMOVE),
     **_family(

@@ -228,7 +228,7 @@ def _metric(value: Any, problems: list[str]) -> str:
         return text
     problems.append(
         f"`tune.metric: {value!r}` is not a metric training reports; use eval_loss (needs val_size or "
-        "eval_dataset), another eval_* metric, loss (the training loss), train_loss, or with stage grpo reward "
+        "eval_dataset), another eval_* metric, loss (the training loss), train_loss, or with stage grpo / ppo reward "
         "(or rewards/<function>/mean)"
     )
     return "eval_loss"

@@ -23,9 +23,9 @@ logger = logging.getLogger(__name__)
 
 
 def wants_reference(cfg: LfRayConfig) -> bool:
-    """Whether the stage reads a reference model: dpo (but ORPO / SimPO), kto, and sft with the ASFT loss."""
+    """Whether the stage reads a reference model: dpo (but ORPO / SimPO), kto, ppo, and sft with the ASFT loss."""
     ft = cfg.finetuning
-    return ft.use_ref_model or ft.stage == "kto" or (ft.stage == "sft" and ft.use_asft_loss)
+    return ft.use_ref_model or ft.stage in ("kto", "ppo") or (ft.stage == "sft" and ft.use_asft_loss)
 
 
 def reference_config(cfg: LfRayConfig) -> LfRayConfig:

@@ -5,7 +5,8 @@ The keys are LLaMA-Factory's (`current_steps`, `total_steps`, `loss`, `eval_loss
 tokens), so LlamaBoard-style readers, `plot_loss` and the driver's progress line all read the same file. grpo adds
 TRL's RL metrics under TRL's names: `reward_std`, `kl`, `entropy`, `rewards/<function>/mean` and `/std`,
 `completions/mean_length`, `completions/clipped_ratio`, `clip_ratio/region_mean`, and `eval_` + each of them (and
-`eval_reward`) when it evaluates.
+`eval_reward`) when it evaluates; ppo adds `kl_coef`, `policy_loss`, `value_loss`, `clip_ratio` and
+`value_clip_ratio`.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ _COPIED_KEYS = {
 _RL_KEYS = re.compile(
     r"(eval_)?(reward|reward_std|kl|entropy|rewards/.+/(mean|std)|completions/(mean_length|clipped_ratio)"
     r"|clip_ratio/region_mean)"
+    r"|kl_coef|policy_loss|value_loss|clip_ratio|value_clip_ratio"
 )
-"""grpo's metrics (and their evaluation), copied under TRL's names."""
+"""grpo's metrics (and their evaluation), copied under TRL's names; ppo's, and its KL coefficient, policy and value
+losses and clipped shares."""
 
 
 def format_duration(seconds: float) -> str:

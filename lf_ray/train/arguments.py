@@ -2,9 +2,10 @@
 
     args = build_training_arguments(cfg, output_dir="/tmp/run/checkpoints")
 
-Which class: transformers' `Seq2SeqTrainingArguments` for pt / sft, TRL's `RewardConfig` for rm, `KTOConfig` for
-kto, `GRPOConfig` for grpo, and for dpo the config of the TRL trainer that owns `pref_loss`: `DPOConfig` (sigmoid,
-hinge, ipo, kto_pair), `ORPOConfig` (orpo) or `CPOConfig` (simpo), the last two from `trl.experimental`.
+Which class: transformers' `Seq2SeqTrainingArguments` for pt / sft / ppo (lf-ray's own loop), TRL's `RewardConfig`
+for rm, `KTOConfig` for kto, `GRPOConfig` for grpo, and for dpo the config of the TRL trainer that owns `pref_loss`:
+`DPOConfig` (sigmoid, hinge, ipo, kto_pair), `ORPOConfig` (orpo) or `CPOConfig` (simpo), the last two from
+`trl.experimental`.
 
 What goes in, later entries winning:
 1. the training keys the config sets (`cfg.training`), less the ones this class does not have;
@@ -50,7 +51,7 @@ HAND_WRITTEN_DPO_LOSSES = ("cdpo", "kto_pair")
 def training_args_class(finetuning: FinetuningArguments) -> type[TrainingArguments]:
     """The arguments class of the trainer that runs `finetuning.stage` (and, for dpo, `pref_loss`)."""
     stage = finetuning.stage
-    if stage in ("pt", "sft"):
+    if stage in ("pt", "sft", "ppo"):
         from transformers import Seq2SeqTrainingArguments
 
         return Seq2SeqTrainingArguments
@@ -74,7 +75,7 @@ def training_args_class(finetuning: FinetuningArguments) -> type[TrainingArgumen
         from trl import DPOConfig
 
         return DPOConfig
-    raise ConfigError(f"`stage: {stage}` has no trainer in lf-ray yet; use one of pt, sft, rm, dpo, kto, grpo")
+    raise ConfigError(f"`stage: {stage}` has no trainer in lf-ray yet; use one of pt, sft, rm, dpo, kto, grpo, ppo")
 
 
 def _experimental(module: str, name: str) -> type:

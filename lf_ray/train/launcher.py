@@ -270,16 +270,16 @@ def _rollout_problems(cfg: LfRayConfig, cluster_gpus: float | None) -> list[str]
 
 
 def _reward_problems(cfg: LfRayConfig) -> list[str]:
-    """grpo without a reward, or with `reward_funcs` that cannot be imported or called (the user's modules are
-    imported here, on the driver, as they will be on every worker)."""
+    """grpo / ppo without a reward, or with `reward_funcs` that cannot be imported or called (the user's modules
+    are imported here, on the driver, as they will be on every worker)."""
     from lf_ray.train.rewards import resolve
 
     ft = cfg.finetuning
-    if ft.stage != "grpo":
+    if ft.stage not in ("grpo", "ppo"):
         return []
-    if not ft.reward_funcs and not ft.reward_model:  # not a rule: a preprocess step of grpo's prompts has none
+    if not ft.reward_funcs and not ft.reward_model:  # not a rule: a preprocess step of the prompts has none
         return [
-            "`stage: grpo` needs something to score completions: set `reward_funcs` (built-ins exact_match, "
+            f"`stage: {ft.stage}` needs something to score completions: set `reward_funcs` (built-ins exact_match, "
             "numeric_match, format_match, length_penalty, or `module:function`) and/or `reward_model`"
         ]
     problems = []

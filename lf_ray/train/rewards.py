@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from lf_ray.errors import ConfigError, TrainError
 
 if TYPE_CHECKING:
+    import datasets
+
     from lf_ray.config import FinetuningArguments
 
 RewardFunc = Callable[..., list[float | None]]
@@ -65,6 +67,18 @@ def prompt_tail(ids: Sequence[int], max_prompt_length: int | None) -> list[int]:
     return list(ids)[-max_prompt_length:] if max_prompt_length else list(ids)
 
 
+def with_text_columns(dataset: datasets.Dataset, tokenizer: Any) -> datasets.Dataset:
+    """`prompt` and `answer`: the prompt's and the reference's text, for the reward functions (and TRL's logs)."""
+
+    def decode(batch: dict[str, list]) -> dict[str, list[str]]:
+        return {
+            "prompt": tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True),
+            "answer": tokenizer.batch_decode(batch["labels"], skip_special_tokens=True),
+        }
+
+    return dataset.map(decode, batched=True)
+
+
 def format_match(pattern: str) -> RewardFunc:
     """1 when the whole completion matches `reward_format_pattern` (DOTALL: `.` spans lines); else 0."""
     compiled = re.compile(pattern, re.DOTALL)
@@ -76,7 +90,8 @@ def format_match(pattern: str) -> RewardFunc:
 
 
 def length_penalty(max_completion_length: int) -> RewardFunc:
-    """-(completion tokens / max_completion_length): 0 for an empty completion, -1 for one cut at the limit."""
+    """-(completion tokens / the limit): 0 for an empty completion, -1 for one cut at the limit (grpo's
+    `max_completion_length`, ppo's `max_new_tokens`)."""
 
     def length_penalty(completion_ids: list[list[int]], **kwargs: Any) -> list[float]:
         return [-len(ids) / max_completion_length for ids in completion_ids]

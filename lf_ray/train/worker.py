@@ -50,7 +50,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
 
         disable_deepspeed_shm_build()  # its C++ op would JIT-compile for ~90 s at every start on CPU
 
-    tokenizer, _ = tokenizer_spec(cfg).load()  # with the template's eos / pad / stop words, as preprocessing had
+    tokenizer, template = tokenizer_spec(cfg).load()  # with the template's eos / pad / stop words, as preprocessing had
     task = "reward" if STAGES[cfg.finetuning.stage].model_head == "reward" else "causal_lm"
     model, tokenizer = load_model(cfg, for_training=True, task=task, tokenizer=tokenizer)
     training_args = build_training_arguments(
@@ -73,6 +73,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> None:
         optimizer=custom_optimizer(model, training_args, cfg),
         ref_model=load_reference_model(cfg, tokenizer),
         reward_model=load_reward_model(cfg, tokenizer),
+        template=template,
     )
     trainer = build_trainer(context)
     if not whole_split:

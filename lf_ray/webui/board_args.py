@@ -142,17 +142,22 @@ def _stage_args(state: State) -> dict[str, Any]:
     stage = state.get("train.stage") or "sft"
     if stage in ("dpo", "kto"):
         return {"pref_beta": float(state.get("train.pref_beta") or 0.1), "pref_loss": state.get("train.pref_loss")}
-    if stage == "grpo":
-        args = {
-            "reward_funcs": state.get("train.reward_funcs") or None,
-            "num_generations": int(state.get("train.num_generations") or 8),
-            "max_completion_length": int(state.get("train.max_completion_length") or 256),
-            "grpo_beta": float(state.get("train.grpo_beta") or 0.0),
+    if stage not in ("grpo", "ppo"):
+        return {}
+    args: dict[str, Any] = {"reward_funcs": state.get("train.reward_funcs") or None}
+    if state.get("train.reward_model"):  # LLaMA Board's rule: an adapter under LoRA, else a full model
+        kind = "lora" if (state.get("top.finetuning_type") or "lora") == "lora" else "full"
+        args |= {"reward_model": state["train.reward_model"], "reward_model_type": kind}
+    if stage == "ppo":
+        return args | {
+            "ppo_score_norm": bool(state.get("train.ppo_score_norm")),
+            "ppo_whiten_rewards": bool(state.get("train.ppo_whiten_rewards")),
         }
-        if state.get("train.reward_model"):
-            args |= {"reward_model": state["train.reward_model"], "reward_model_type": "full"}
-        return args
-    return {}
+    return args | {
+        "num_generations": int(state.get("train.num_generations") or 8),
+        "max_completion_length": int(state.get("train.max_completion_length") or 256),
+        "grpo_beta": float(state.get("train.grpo_beta") or 0.0),
+    }
 
 
 def build_train_args(state: State) -> dict[str, Any]:

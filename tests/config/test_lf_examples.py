@@ -23,7 +23,6 @@ def test_every_example_is_covered():
 
 
 REFUSED_EXAMPLES = {
-    "train_lora/llama3_lora_ppo.yaml": "`stage: ppo` asks for LLaMA-Factory's PPO (a value head trained beside",
     "train_lora/qwen2vl_lora_sft.yaml": "`image_max_pixels: 262144`, `video_max_pixels: 16384` ask for vision",
 }
 """Examples of features lf-ray refuses: they load, and validating them names the refusal instead of training
@@ -147,6 +146,7 @@ def test_predict_ppo_and_optimizer_examples(tmp_path):
     ppo = load_example("train_lora/llama3_lora_ppo.yaml", tmp_path)
     assert ppo.finetuning.reward_model == "saves/llama3-8b/lora/reward"
     assert (ppo.generating.max_new_tokens, ppo.generating.top_k, ppo.generating.top_p) == (512, 0, 0.9)
+    assert (ppo.finetuning.stage, ppo.finetuning.reward_model_type, ppo.finetuning.ppo_epochs) == ("ppo", "lora", 4)
 
     badam = load_example("extras/badam/llama3_full_sft.yaml", tmp_path)
     assert (badam.finetuning.use_badam, badam.finetuning.badam_verbose, badam.data.val_size) == (True, 2, 0.1)

@@ -161,7 +161,10 @@ CASES = {
         {"stage": "dpo", "pref_loss": "ipo", "dpo_label_smoothing": 0.1},
         "`dpo_label_smoothing` only works with `pref_loss: sigmoid` (got `ipo`)",
     ),
-    "ppo_stage": ({"stage": "ppo"}, "`stage: ppo` asks for LLaMA-Factory's PPO (a value head trained beside the"),
+    "ppo_settings": (
+        {"stage": "ppo", "reward_funcs": "exact_match", "use_badam": True, "finetuning_type": "full"},
+        "`use_badam` is not supported with `stage: ppo`",
+    ),
     "keys_of_other_stages": (
         {"stage": "kto", "pref_loss": "ipo", "num_generations": 4, "pref_beta": 0.2, "packing": True},
         "`pref_loss` (dpo), `packing` (pt, sft), `num_generations` (grpo) act only in the stages named; `stage: kto` "
@@ -171,7 +174,7 @@ CASES = {
         {"stage": "grpo", "reward_model_adapters": "saves/rm"},
         "`reward_model_adapters` describes the reward model, but `reward_model` (its path) is not set",
     ),
-    "grpo_rewards": (
+    "online_rl_rewards": (
         {"stage": "grpo", "reward_funcs": "exact_match", "reward_weights": "1,2"},
         "`reward_weights: [1.0, 2.0]` gives 2 weights for 1 rewards (exact_match); give one weight each",
     ),
@@ -252,9 +255,9 @@ CASES = {
         {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "metric": "eval_loss"}},
         "`tune.metric: eval_loss` comes from evaluation during training, which is off",
     ),
-    "tune_metric_reward_outside_grpo": (
+    "tune_metric_reward_outside_online_rl": (
         {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "metric": "reward", "mode": "max"}},
-        "`tune.metric: reward` is logged by `stage: grpo` only (got `stage: sft`)",
+        "`tune.metric: reward` is logged by `stage: grpo` and `stage: ppo` only (got `stage: sft`)",
     ),
     "tune_scheduler_sees_fresh_metric": (
         {"tune": {"param_space": {"lora_rank": {"choice": [4, 8]}}, "scheduler": "asha", "metric": "train_loss"}},

@@ -108,11 +108,6 @@ def test_llama_factory_0_9_5_keys_load_and_are_refused():
     assert profiling.get("enable_torch_profiler") is True and profiling.get("profile_modules") == "x"
 
 
-def test_stage_ppo_is_refused_at_parse_time():
-    with pytest.raises(ConfigError, match="`stage: ppo` asks for LLaMA-Factory's PPO"):
-        prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "stage=ppo"])
-
-
 def test_a_key_that_is_not_needed_is_accepted_with_a_note():
     cfg = prepare_config(None, ["model_name_or_path=builtin:tiny-llama", "data_shared_file_system=true"])
     (note,) = config_warnings(cfg)

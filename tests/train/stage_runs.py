@@ -20,9 +20,13 @@ DEMO = {
     "dpo": "dpo_en_demo",
     "kto": "kto_en_demo",
     "grpo": "arithmetic_prompts",
+    "ppo": "arithmetic_prompts",
 }
-STAGE_KEYS = {"grpo": ("reward_funcs=tests.train.grpo_rewards:low_ids", "max_completion_length=8")}
-"""What a stage cannot train without (grpo: a reward)."""
+STAGE_KEYS = {
+    "grpo": ("reward_funcs=tests.train.grpo_rewards:low_ids", "max_completion_length=8"),
+    "ppo": ("reward_funcs=tests.train.grpo_rewards:low_ids", "max_new_tokens=8"),
+}
+"""What a stage cannot train without (grpo, ppo: a reward)."""
 TRAINING = (
     f"cutoff_len={CUTOFF}",
     "learning_rate=5e-3",

@@ -230,7 +230,7 @@ def test_every_trainable_stage_of_the_table_has_a_builder_and_the_config_knows_e
 
     from lf_ray.config.finetuning_args import Stage
 
-    assert TRAINABLE_STAGES == ("pt", "sft", "rm", "dpo", "kto", "grpo")
+    assert TRAINABLE_STAGES == ("pt", "sft", "rm", "dpo", "kto", "grpo", "ppo")
     for stage in TRAINABLE_STAGES:
         assert callable(importlib.import_module(STAGES[stage].trainer).build_trainer)
     assert set(get_args(Stage)) == set(STAGES)

@@ -78,11 +78,37 @@ def test_the_grpo_fields_reach_a_config_that_validates(train_state):
         2,
         16,
     )
-    assert (args["grpo_beta"], args["reward_model"], args["reward_model_type"]) == (0.04, "saves/rm", "full")
+    assert (args["grpo_beta"], args["reward_model"], args["reward_model_type"]) == (0.04, "saves/rm", "lora")
     cfg = prepare_config(
         None, [f"{key}={value}" for key, value in args.items() if value is not None and key != "deepspeed"]
     )
     assert cfg.finetuning.reward_funcs == ["numeric_match", "length_penalty"] and cfg.finetuning.num_generations == 2
+
+
+def test_the_ppo_fields_reach_a_config_that_validates(train_state):
+    from lf_ray.config import prepare_config
+
+    state = {
+        **train_state,
+        "top.finetuning_type": "full",
+        "train.stage": "ppo",
+        "train.dataset": ["arithmetic_prompts"],
+        "train.reward_funcs": "",
+        "train.reward_model": "saves/rm",
+        "train.ppo_score_norm": True,
+        "train.ppo_whiten_rewards": False,
+    }
+    args = build_train_args(state)
+    assert (args["reward_model"], args["reward_model_type"], args["ppo_score_norm"]) == ("saves/rm", "full", True)
+    assert "num_generations" not in args and args["reward_funcs"] is None
+    cfg = prepare_config(
+        None, [f"{key}={value}" for key, value in args.items() if value is not None and key != "deepspeed"]
+    )
+    assert (cfg.finetuning.stage, cfg.finetuning.ppo_score_norm, cfg.finetuning.reward_model) == (
+        "ppo",
+        True,
+        "saves/rm",
+    )
 
 
 @pytest.mark.parametrize("stage", ["0", "2", "3"])

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback, TrainingArguments
 
     from lf_ray.config import LfRayConfig
+    from lf_ray.data.templates import Template
 
 
 @dataclass
@@ -37,7 +38,9 @@ class StageContext:
     """The reference of dpo / kto / ASFT that `ref_model` names (`model.reference`); None means: the adapter
     switched off under PEFT, else a frozen copy of `model`."""
     reward_model: PreTrainedModel | None = None
-    """grpo's `reward_model` (`model.reward`), frozen; None when the config names none."""
+    """grpo's and ppo's `reward_model` (`model.reward`), frozen; None when the config names none."""
+    template: Template | None = None
+    """The chat template (ppo stops sampling at its stop words)."""
 
     @property
     def pad_token_id(self) -> int:

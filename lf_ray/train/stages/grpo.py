@@ -15,15 +15,12 @@ rewards are normalised together wherever they were sampled. The trainer:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from trl import GRPOTrainer
 
-from lf_ray.train.rewards import api_reward, model_reward, prompt_tail, reward_functions
+from lf_ray.train.rewards import api_reward, model_reward, prompt_tail, reward_functions, with_text_columns
 from lf_ray.train.stages.base import AdapterOffReference, StageContext, trainer_callbacks
-
-if TYPE_CHECKING:
-    import datasets
 
 
 class PromptIdsGRPOTrainer(AdapterOffReference, GRPOTrainer):
@@ -39,18 +36,6 @@ class PromptIdsGRPOTrainer(AdapterOffReference, GRPOTrainer):
 
     def _tokenize_prompts(self, prompts: list[Any]) -> tuple[list[list[int]], None, dict[str, Any]]:
         return self._prompt_ids, None, {}
-
-
-def with_text_columns(dataset: datasets.Dataset, tokenizer) -> datasets.Dataset:
-    """`prompt` and `answer`: the prompt's and the reference's text, for the reward functions (and TRL's logs)."""
-
-    def decode(batch: dict[str, list]) -> dict[str, list[str]]:
-        return {
-            "prompt": tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True),
-            "answer": tokenizer.batch_decode(batch["labels"], skip_special_tokens=True),
-        }
-
-    return dataset.map(decode, batched=True)
 
 
 def build_trainer(ctx: StageContext) -> GRPOTrainer:

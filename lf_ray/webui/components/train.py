@@ -110,6 +110,8 @@ def _method_accordions(board: Board) -> dict[str, Any]:
         elems |= {
             "train.pref_beta": gr.Number(value=0.1, minimum=0, **t("train.pref_beta")),
             "train.pref_loss": gr.Dropdown(choices=PREF_LOSSES, value="sigmoid", **t("train.pref_loss")),
+            "train.ppo_score_norm": gr.Checkbox(value=False, **t("train.ppo_score_norm")),
+            "train.ppo_whiten_rewards": gr.Checkbox(value=False, **t("train.ppo_whiten_rewards")),
         }
     with gr.Accordion(open=False, **t("train.grpo_tab")) as grpo_tab, gr.Row():
         elems |= {
