@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from lf_ray import __version__
 from lf_ray.errors import LfRayError
-from lf_ray.stages import TRAINABLE_STAGES
+from lf_ray.stages import STAGES
 
 CONFIG_HELP = "a YAML or JSON config with LLaMA-Factory's keys (see `lf-ray keys`)"
 DEFAULT_RUNS_STORAGE = "saves/pipelines"
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     preprocess.add_argument("--workers", type=int, help="tokenizer actors (default: preprocessing_num_workers or CPUs)")
 
     _add_config_command(sub, "train", "train a stage (pt, sft, rm, dpo, kto) on a Ray Train worker group")
-    for stage in TRAINABLE_STAGES:
+    for stage in STAGES:
         _add_config_command(sub, stage, f"train with stage: {stage} (same as `lf-ray train CONFIG stage={stage}`)")
 
     for name in ("export", "merge"):
@@ -232,7 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lf_ray.reporting import print_train_plan
     from lf_ray.train.launcher import check_trainable, training_checks
 
-    stage = [f"stage={args.command}"] if args.command in TRAINABLE_STAGES else []
+    stage = [f"stage={args.command}"] if args.command in STAGES else []
     cfg = _load(args.config, [*args.overrides, *stage])
 
     def details() -> None:
@@ -427,5 +427,5 @@ COMMANDS = {
     "chat": cmd_chat,
     "webui": cmd_webui,
     "webchat": cmd_webchat,
-    **dict.fromkeys(TRAINABLE_STAGES, cmd_train),
+    **dict.fromkeys(STAGES, cmd_train),
 }

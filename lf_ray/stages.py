@@ -22,9 +22,9 @@ class StageSpec:
     name: str
     processor: ProcessorKind
     """How its training rows are tokenized (`data.processors`)."""
+    trainer: str
+    """The module under lf_ray.train.stages whose `build_trainer(ctx)` builds its trainer."""
     model_head: ModelHead = "causal_lm"
-    trainer: str | None = None
-    """The module under lf_ray.train.stages whose `build_trainer(ctx)` builds its trainer; None: not trainable."""
     whole_split: bool = False
     """Every worker reads the whole split and the trainer deals rows to ranks itself (grpo: TRL's sampler groups a
     prompt's completions; ppo: one order of the prompts that every worker shares, resumable at any step), instead
@@ -37,16 +37,12 @@ class StageSpec:
 STAGES: dict[str, StageSpec] = {
     spec.name: spec
     for spec in (
-        StageSpec("pt", "pretrain", trainer="lf_ray.train.stages.pt", eval_loss=True, summary="pre-training"),
-        StageSpec("sft", "supervised", trainer="lf_ray.train.stages.sft", eval_loss=True, summary="supervised"),
-        StageSpec("rm", "pairwise", "reward", trainer="lf_ray.train.stages.rm", summary="reward modelling"),
-        StageSpec("dpo", "pairwise", trainer="lf_ray.train.stages.dpo", summary="preference (DPO, ORPO, SimPO)"),
-        StageSpec("kto", "feedback", trainer="lf_ray.train.stages.kto", summary="preference (KTO)"),
-        StageSpec("grpo", "unsupervised", trainer="lf_ray.train.stages.grpo", whole_split=True, summary="online RL"),
-        StageSpec(
-            "ppo", "unsupervised", trainer="lf_ray.train.stages.ppo", whole_split=True, summary="online RL (PPO)"
-        ),
+        StageSpec("pt", "pretrain", "lf_ray.train.stages.pt", eval_loss=True, summary="pre-training"),
+        StageSpec("sft", "supervised", "lf_ray.train.stages.sft", eval_loss=True, summary="supervised"),
+        StageSpec("rm", "pairwise", "lf_ray.train.stages.rm", model_head="reward", summary="reward modelling"),
+        StageSpec("dpo", "pairwise", "lf_ray.train.stages.dpo", summary="preference (DPO, ORPO, SimPO)"),
+        StageSpec("kto", "feedback", "lf_ray.train.stages.kto", summary="preference (KTO)"),
+        StageSpec("grpo", "unsupervised", "lf_ray.train.stages.grpo", whole_split=True, summary="online RL (GRPO)"),
+        StageSpec("ppo", "unsupervised", "lf_ray.train.stages.ppo", whole_split=True, summary="online RL (PPO)"),
     )
 }
-
-TRAINABLE_STAGES: tuple[str, ...] = tuple(name for name, spec in STAGES.items() if spec.trainer)

@@ -23,7 +23,7 @@ from lf_ray import storage
 from lf_ray.cluster import cluster_address
 from lf_ray.errors import ConfigError, LfRayError, TrainError
 from lf_ray.model.quantization import bitsandbytes_missing
-from lf_ray.stages import STAGES, TRAINABLE_STAGES
+from lf_ray.stages import STAGES
 
 if TYPE_CHECKING:
     import pyarrow.fs
@@ -142,7 +142,7 @@ def training_problems(cfg: LfRayConfig, *, require_inputs: bool = False) -> list
 
     `require_inputs=False` skips the model check while the model or an adapter is a local folder that does not
     exist yet (in a pipeline plan, an earlier step writes it); a run checks with True."""
-    problems = _stage_and_output_problems(cfg) + _resume_problems(cfg) + _reward_problems(cfg)
+    problems = _output_problems(cfg) + _resume_problems(cfg) + _reward_problems(cfg)
     try:
         cluster_gpus = reachable_cluster_gpus(cfg)
     except ConfigError as err:
@@ -172,17 +172,13 @@ def training_checks(cfg: LfRayConfig) -> list[str]:
     return checks
 
 
-def _stage_and_output_problems(cfg: LfRayConfig) -> list[str]:
-    problems = []
-    stage = cfg.finetuning.stage
-    if stage not in TRAINABLE_STAGES:
-        problems.append(f"stage `{stage}` cannot be trained by lf-ray yet; use one of {', '.join(TRAINABLE_STAGES)}")
+def _output_problems(cfg: LfRayConfig) -> list[str]:
     if not cfg.training.get("output_dir"):
-        problems.append(
+        return [
             "training needs `output_dir` (where the adapter or model, logs and plots go), which is not set; "
             "set it, e.g. `output_dir: saves/my-model/lora/sft`"
-        )
-    return problems
+        ]
+    return []
 
 
 def _resume_problems(cfg: LfRayConfig) -> list[str]:

@@ -64,11 +64,6 @@ class RunningMoments:
         self.mean += delta * batch_count / total
         self.count = total
 
-    def normalize(self, scores: torch.Tensor) -> torch.Tensor:
-        """`scores` centred on the running mean and divided by the running standard deviation, after adding them."""
-        self.update(scores)
-        return (scores - self.mean) / (self.std + torch.finfo(scores.dtype).eps)
-
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * mask).sum() / mask.sum()

@@ -1,7 +1,10 @@
 """pipelines/rlhf.yaml and pipelines/rlhf_grpo.yaml end to end on a real local Ray, shortened: sft and rm → ppo
-(2 DDP workers) or grpo, scored by the rm step's adapter → export (→ serve) on the tiny Llama, and what `lf-ray
-run` prints about the reward afterwards. Their eval steps are left out: an eval step evaluates an RL step's
-adapter as any other (tests/e2e/test_pipeline_runs.py), and its Ray Data start costs ~20 s."""
+(2 DDP workers) or grpo, scored by the rm step's adapter → export on the tiny Llama, and what `lf-ray run` prints
+about the reward afterwards.
+
+Both run under one name in one store, so the second reuses the sft and rm steps the first committed (the two
+pipelines share them, step for step). Their eval and serve steps are left out: they take an RL step's adapter and
+its export as any other (tests/e2e/test_pipeline_runs.py), and cost ~20 s each."""
 
 from __future__ import annotations
 
@@ -19,26 +22,31 @@ from lf_ray.pipeline.plan import plan_pipeline
 from lf_ray.pipeline.spec import parse_pipeline
 from lf_ray.pipeline.store import RunRecord
 from lf_ray.train.stages.ppo import VALUE_HEAD_FILE
-from tests.conftest import free_port
 
 pytestmark = pytest.mark.usefixtures("ray_session")
 ROOT = Path(__file__).resolve().parents[2]
+SHARED = {"sft": {"max_steps": 2}, "rm": {"max_steps": 2}}
 
 
-def run_shortened(name: str, tmp_path: Path, changes: dict[str, dict[str, Any]]) -> tuple[RunRecord, list[dict]]:
-    """The shipped pipeline without its eval step, each step's `with` updated by `changes`: its run record, after
-    checking every step completed and the RL step trained the tiny Llama's adapter, and the RL step's logged steps
-    that hold the reward model's reward."""
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("rlhf_store")
+
+
+def run_shortened(name: str, store: Path, changes: dict[str, dict[str, Any]]) -> tuple[RunRecord, list[dict]]:
+    """The shipped pipeline without its eval and serve steps, named `rlhf` in `store`, each step's `with` updated by
+    `changes`: its run record, after checking every step completed (or was reused) and the RL step trained the
+    tiny Llama's adapter, and the RL step's logged steps that hold the reward model's reward."""
     raw = read_config_file(ROOT / "pipelines" / f"{name}.yaml")
-    raw["storage_path"] = str(tmp_path)
-    raw["steps"] = [step for step in raw["steps"] if step["id"] != "eval"]
+    raw.update(name="rlhf", storage_path=str(store))
+    raw["steps"] = [step for step in raw["steps"] if step["uses"] not in ("eval", "serve")]
     steps = {step["id"]: step for step in raw["steps"]}
-    for step_id, values in changes.items():
+    for step_id, values in (SHARED | changes).items():
         steps[step_id]["with"].update(values)
     result = run_pipeline(plan_pipeline(parse_pipeline(raw)), echo=lambda line: None)
     assert result.ok, result.record.data.get("error")
     record = result.record.data["steps"]
-    assert {step_id: step["status"] for step_id, step in record.items()} == dict.fromkeys(steps, "complete")
+    assert set(record) == set(steps) and all(step["status"] in ("complete", "cached") for step in record.values())
     assert (Path(record["export"]["outputs"]["model"]) / "model.safetensors").is_file()
     rl = Path(record[next(s for s in ("ppo", "grpo") if s in steps)]["outputs"]["model"])
     assert json.loads((rl / "adapter_config.json").read_text())["base_model_name_or_path"].endswith("tiny-llama")
@@ -46,10 +54,9 @@ def run_shortened(name: str, tmp_path: Path, changes: dict[str, dict[str, Any]])
     return result.record, [entry for entry in log if "rewards/reward_model/mean" in entry]
 
 
-def test_ppo_trains_the_sft_adapter_with_a_value_head_scored_by_the_rm_steps_adapter(tmp_path):
-    changes = {"sft": {"max_steps": 2}, "rm": {"max_steps": 2}}
-    changes["ppo"] = {"max_steps": 4, "save_steps": 2, "ppo_epochs": 2, "max_new_tokens": 8}
-    record, logged = run_shortened("rlhf", tmp_path, changes)
+def test_ppo_trains_the_sft_adapter_with_a_value_head_scored_by_the_rm_steps_adapter(store):
+    changes = {"ppo": {"max_steps": 4, "save_steps": 2, "ppo_epochs": 2, "max_new_tokens": 8}}
+    record, logged = run_shortened("rlhf", store, changes)
     ppo = Path(record.data["steps"]["ppo"]["outputs"]["model"])
     assert sorted(load_file(str(ppo / VALUE_HEAD_FILE))) == ["v_head.summary.bias", "v_head.summary.weight"]
     assert [entry["current_steps"] for entry in logged] == [2, 4]
@@ -59,16 +66,12 @@ def test_ppo_trains_the_sft_adapter_with_a_value_head_scored_by_the_rm_steps_ada
     assert logged[0]["kl"] > 0  # the reference is the adapter switched off (the base model), not the SFT policy
 
 
-def test_grpo_trains_the_sft_adapter_scored_by_the_rm_steps_adapter_and_serves_the_result(tmp_path, capsys):
-    changes = {"sft": {"max_steps": 4}, "rm": {"max_steps": 4}, "grpo": {"max_steps": 4, "save_steps": 2}}
-    changes["serve"] = {"api_port": free_port()}
-    record, logged = run_shortened("rlhf_grpo", tmp_path, changes)
+def test_grpo_trains_the_sft_adapter_scored_by_the_rm_steps_adapter_and_a_reward_function(store, capsys):
+    record, logged = run_shortened("rlhf_grpo", store, {"grpo": {"max_steps": 4, "save_steps": 2}})
     assert len(logged) == 2 and all("rewards/numeric_match/mean" in entry and "kl" in entry for entry in logged)
     for entry in logged:  # reward_weights 0.5 (numeric_match), 1.0 (the reward model)
         weighted = 0.5 * entry["rewards/numeric_match/mean"] + entry["rewards/reward_model/mean"]
         assert entry["reward"] == pytest.approx(weighted, abs=1e-4)
-    endpoint = json.loads(Path(record.data["steps"]["serve"]["outputs"]["endpoint"]).read_text())
-    assert endpoint["smoke_request"]["usage"]["completion_tokens"] > 0
 
     print_learning(record)
     assert "grpo:\n  reward over 2 logged steps: first 1 " in capsys.readouterr().out

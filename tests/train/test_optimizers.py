@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 
 from lf_ray.model.loader import load_causal_lm
 from lf_ray.model.loading import load_model
-from lf_ray.stages import TRAINABLE_STAGES
+from lf_ray.stages import STAGES
 from lf_ray.train.arguments import build_training_arguments
 from lf_ray.train.optimizers import MuonWithAdamW, custom_optimizer
 from lf_ray.train.stages import StageContext, build_trainer
@@ -163,7 +163,7 @@ def test_muon_state_dict_round_trips(tiny_llama_path, tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True))
 
 
-@pytest.mark.parametrize("stage", [stage for stage in TRAINABLE_STAGES if stage != "ppo"])  # ppo refuses BAdam
+@pytest.mark.parametrize("stage", [stage for stage in STAGES if stage != "ppo"])  # ppo refuses BAdam
 def test_every_stage_trainer_gets_badams_set_up(stage, encoded, tiny_llama_path, tmp_path):
     from badam import BAdamCallback, clip_grad_norm_old_version
     from transformers import AutoModelForSequenceClassification

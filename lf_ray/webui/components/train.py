@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from lf_ray.errors import LfRayError
-from lf_ray.stages import TRAINABLE_STAGES
+from lf_ray.stages import STAGES
 from lf_ray.webui.board import Board
 from lf_ray.webui.board_args import (
     COMPUTE_TYPES,
@@ -33,7 +33,7 @@ def default_dataset_dir() -> str:
 
 def _data_rows(board: Board) -> dict[str, Any]:
     with gr.Row():
-        stage = gr.Dropdown(choices=list(TRAINABLE_STAGES), value="sft", scale=1, **board.text("train.stage"))
+        stage = gr.Dropdown(choices=list(STAGES), value="sft", scale=1, **board.text("train.stage"))
         dataset_dir = gr.Textbox(value=default_dataset_dir(), scale=1, **board.text("train.dataset_dir"))
         dataset = gr.Dropdown(
             choices=dataset_choices(default_dataset_dir()), multiselect=True, scale=3, **board.text("train.dataset")
