@@ -10,8 +10,10 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
+from lf_ray.config import prepare_config
 from lf_ray.errors import ConfigError, TrainError
 from lf_ray.model.loader import load_causal_lm
+from lf_ray.model.loading import load_model
 from lf_ray.train import ppo_math
 from lf_ray.train.arguments import build_training_arguments
 from lf_ray.train.ppo_math import (
@@ -193,6 +195,23 @@ def test_a_resumed_ppo_run_repeats_the_straight_run(encoded, tiny_llama_path, tm
     last = resumed.state.log_history[-2]
     assert last["kl"] > 0  # the adapter moved the policy away from its reference
     assert last["kl_coef"] < 0.2  # the KL stays below ppo_target: the penalty's coefficient shrinks
+
+    # the saved adapter (the value head beside it) loads as eval, chat and serve load one: the trained policy
+    resumed.save_model(str(tmp_path / "out"))
+    inference = prepare_config(
+        None,
+        [
+            f"model_name_or_path={tiny_llama_path}",
+            f"adapter_name_or_path={tmp_path / 'out'}",
+            "finetuning_type=lora",
+            "template=llama3",
+        ],
+    )
+    loaded, _ = load_model(inference, for_training=False, tokenizer=tokenizer)
+    prompt = torch.tensor([rows[0]["input_ids"]])
+    with torch.no_grad():
+        expected = resumed.model.eval()(input_ids=prompt).logits
+        assert torch.allclose(loaded(input_ids=prompt).logits, expected, atol=1e-4)
 
 
 def test_too_few_prompts_for_one_ppo_step_names_the_batch(encoded, tiny_llama_path, tmp_path):
