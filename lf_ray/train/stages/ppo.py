@@ -32,8 +32,8 @@ import math
 import os
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -131,7 +131,7 @@ class PPOTrainer(Trainer):
         if self.ref_model is not None and not getattr(self.ref_model, "is_quantized", False):
             self.ref_model.to(self.args.device)
         self.v_head = ValueHead(ctx.model.config.hidden_size).to(self.args.device)
-        _load_value_head(self.v_head, _value_head_sources(ctx.cfg))
+        _load_value_head(self.v_head, _value_head_folder(ctx.cfg))
         self.kl_controller = AdaptiveKLController(target=ft.ppo_target)
         self.score_moments = RunningMoments() if ft.ppo_score_norm else None
 
@@ -281,7 +281,7 @@ class PPOTrainer(Trainer):
         args = self.args
         device = args.device
         scores = rollout.scores.to(device)
-        all_scores = self.accelerator.gather(scores)
+        all_scores = self.accelerator.gather(scores)  # every worker's raw scores: the moments and reward_std
         if self.score_moments is not None:
             self.score_moments.update(all_scores)
             scores = (scores - self.score_moments.mean) / (self.score_moments.std + torch.finfo(scores.dtype).eps)
@@ -328,7 +328,7 @@ class PPOTrainer(Trainer):
         local |= rollout.logged
         local |= {"reward": rollout.scores.mean().item(), "kl": kl.mean().item()}
         logged = self._mean_over_workers(local)
-        logged["reward_std"] = self.accelerator.gather(rollout.scores.to(device)).std().item()
+        logged["reward_std"] = all_scores.std().item()
         logged["kl_coef"] = kl_coef
         logged["learning_rate"] = self.lr_scheduler.get_last_lr()[0]
         return logged
@@ -350,16 +350,12 @@ class PPOTrainer(Trainer):
         """The reference's log-probs: `ref_model` or the frozen copy, else the policy with its adapter off."""
         reference = self.ref_model if self.ref_model is not None else self.model
         logprobs = []
-        with torch.no_grad(), self.accelerator.autocast(), self._adapter_off(reference):
+        adapter_off = reference.disable_adapter() if reference is self.model else nullcontext()
+        with torch.no_grad(), self.accelerator.autocast(), adapter_off:
             for batch in torch.arange(len(input_ids)).split(self.args.per_device_train_batch_size):
                 logits = reference(input_ids=input_ids[batch], attention_mask=attention_mask[batch], use_cache=False)
                 logprobs.append(_token_logprobs(logits.logits, input_ids[batch]))
         return torch.cat(logprobs)
-
-    @contextmanager
-    def _adapter_off(self, reference: nn.Module) -> Iterator[None]:
-        with reference.disable_adapter() if reference is self.model else nullcontext():
-            yield
 
     def _mean_over_workers(self, stats: dict[str, float]) -> dict[str, float]:
         keys = sorted(stats)
@@ -398,7 +394,7 @@ class PPOTrainer(Trainer):
 
     def _resume(self, checkpoint: str) -> None:
         self._load_from_checkpoint(checkpoint)
-        _load_value_head(self.v_head, [checkpoint])
+        _load_value_head(self.v_head, checkpoint)
         self._load_optimizer_and_scheduler(checkpoint)
         self._load_rng_state(checkpoint)
         resumed = TrainerState.load_from_json(os.path.join(checkpoint, "trainer_state.json"))
@@ -441,21 +437,20 @@ def _token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tens
     return logprobs.gather(-1, input_ids[:, 1:, None]).squeeze(-1)
 
 
-def _value_head_sources(cfg: LfRayConfig) -> list[str]:
+def _value_head_folder(cfg: LfRayConfig) -> str:
     """Where LLaMA-Factory looks for a trained value head: the last adapter's folder, else the model's."""
     adapters = cfg.model.adapter_name_or_path or []
-    return [adapters[-1] if adapters else cfg.model.model_name_or_path]
+    return adapters[-1] if adapters else cfg.model.model_name_or_path
 
 
-def _load_value_head(v_head: ValueHead, folders: list[str]) -> None:
+def _load_value_head(v_head: ValueHead, folder: str) -> None:
+    """`folder`'s value head into `v_head`, when the folder holds one."""
     from safetensors.torch import load_file
 
-    for folder in folders:
-        path = Path(folder) / VALUE_HEAD_FILE
-        if path.is_file():
-            weights = load_file(str(path))
-            v_head.load_state_dict({name.removeprefix("v_head."): tensor for name, tensor in weights.items()})
-            return
+    path = Path(folder) / VALUE_HEAD_FILE
+    if path.is_file():
+        weights = load_file(str(path))
+        v_head.load_state_dict({name.removeprefix("v_head."): tensor for name, tensor in weights.items()})
 
 
 def reward_sources(ctx: StageContext) -> list[RewardSource]:
