@@ -208,8 +208,21 @@ SHARED_REWARD_KEYS = ("reward_funcs", "reward_weights", "reward_format_pattern")
 ONLINE_RL = ("grpo", "ppo")
 
 
+# TrainingArguments that only `Trainer.train`'s own loop reads; lf-ray's PPO loop replaces that loop.
+_TRAINER_LOOP_ONLY = (
+    "neftune_noise_alpha",
+    "label_smoothing_factor",
+    "auto_find_batch_size",
+    "include_num_input_tokens_seen",
+    "torch_empty_cache_steps",
+)
+
+
 def ppo_settings(cfg: LfRayConfig) -> str | None:
-    """What lf-ray's PPO loop (`train.stages.ppo`) does not run: DeepSpeed, BAdam, evaluation while training."""
+    """What lf-ray's PPO loop (`train.stages.ppo`) does not run: DeepSpeed, BAdam, evaluation while training, and
+    what only the Trainer's own loop reads (NEFTune, label smoothing, Liger kernels, ...)."""
+    from lf_ray.config.schema import all_keys
+
     ft = cfg.finetuning
     if ft.stage != "ppo":
         return None
@@ -225,6 +238,19 @@ def ppo_settings(cfg: LfRayConfig) -> str | None:
         )
     if ft.use_badam:
         return "`use_badam` is not supported with `stage: ppo` (lf-ray's PPO loop builds an AdamW-family optimizer)"
+    loop_only = [key for key in _TRAINER_LOOP_ONLY if cfg.get(key) != all_keys()[key].default]
+    if cfg.model.enable_liger_kernel:
+        loop_only.append("enable_liger_kernel")
+    if cfg.get("train_sampling_strategy") == "group_by_length":
+        loop_only.append("train_sampling_strategy: group_by_length")
+    if cfg.get("logging_strategy") != "steps":
+        loop_only.append(f"logging_strategy: {cfg.get('logging_strategy')}")
+    if loop_only:
+        return (
+            f"`{'`, `'.join(loop_only)}`: {'acts' if len(loop_only) == 1 else 'act'} in the Trainer's own training "
+            "loop, which stage ppo replaces with lf-ray's PPO loop (LLaMA-Factory's ignores them too); remove "
+            f"{'it' if len(loop_only) == 1 else 'them'}"
+        )
     evaluation = [key for key in ("do_eval", "early_stopping_steps") if cfg.get(key)]
     if str(cfg.get("eval_strategy") or "no") != "no":
         evaluation.insert(0, "eval_strategy")

@@ -95,6 +95,11 @@ def test_the_ppo_loss_clips_the_ratio_and_the_value_and_skips_a_runaway_batch():
         (["eval_strategy=steps", "val_size=0.1"], "`eval_strategy`: stage ppo does not evaluate while it trains"),
         (["ppo_epochs=0"], "`ppo_epochs: 0`"),
         (["save_strategy=best"], "`save_strategy: best` needs evaluation"),
+        (["neftune_noise_alpha=5"], "`neftune_noise_alpha`: acts in the Trainer's own training loop"),
+        (
+            ["enable_liger_kernel=true", "train_sampling_strategy=group_by_length", "logging_strategy=epoch"],
+            "`enable_liger_kernel`, `train_sampling_strategy: group_by_length`, `logging_strategy: epoch`: act in",
+        ),
     ],
 )
 def test_what_lf_rays_ppo_loop_does_not_run_is_refused_at_parse_time(keys, message):
@@ -146,6 +151,17 @@ def test_ppo_learns_a_reward_and_saves_its_value_head(encoded, tiny_llama_path, 
     head = load_file(str(tmp_path / "out" / VALUE_HEAD_FILE))
     assert sorted(head) == ["v_head.summary.bias", "v_head.summary.weight"]
     assert torch.equal(head["v_head.summary.weight"], trainer.v_head.summary.weight.detach())
+
+
+def test_ppo_logs_every_logging_steps_the_first_step_when_asked_and_the_last(encoded, tiny_llama_path, tmp_path):
+    tokenizer, rows = encoded("ppo")
+    keys = ("per_device_train_batch_size=4", "gradient_accumulation_steps=1", "ppo_epochs=1", "logging_steps=2")
+    logged = []
+    for first in ("false", "true"):
+        cfg = _ppo(*keys, "max_steps=3", f"logging_first_step={first}")
+        trainer = train(cfg, load_causal_lm(tiny_llama_path), tokenizer, rows[:16], tmp_path / first)
+        logged.append([entry["step"] for entry in trainer.state.log_history if "reward" in entry])
+    assert logged == [[2, 3], [1, 2, 3]]
 
 
 class StopAfter(TrainerCallback):

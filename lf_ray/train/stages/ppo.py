@@ -164,7 +164,7 @@ class PPOTrainer(Trainer):
             self.state.global_step += 1
             self.state.epoch = self.state.global_step / steps_per_epoch
             self.control = self.callback_handler.on_step_end(args, self.state, self.control)
-            if self.state.global_step % self.state.logging_steps == 0 or self.state.global_step == max_steps:
+            if self._should_log(max_steps):
                 self.log({key: sum(values) / len(values) for key, values in window.items()})
                 window.clear()
             if self._should_save(steps_per_epoch, max_steps):
@@ -362,6 +362,11 @@ class PPOTrainer(Trainer):
         values = torch.tensor([stats[key] for key in keys], device=self.args.device, dtype=torch.float64)
         means = self.accelerator.gather(values.unsqueeze(0)).nanmean(dim=0)
         return dict(zip(keys, means.tolist(), strict=True))
+
+    def _should_log(self, max_steps: int) -> bool:
+        step = self.state.global_step
+        first = step == 1 and self.args.logging_first_step
+        return first or step % self.state.logging_steps == 0 or step == max_steps
 
     def _should_save(self, steps_per_epoch: int, max_steps: int) -> bool:
         strategy, step = self.args.save_strategy, self.state.global_step
