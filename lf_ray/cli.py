@@ -36,6 +36,20 @@ def _add_board_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--share", action="store_true", default=None, help="open a public Gradio share link (or GRADIO_SHARE=1)"
     )
+    parser.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        help="the login the board asks for; required with --share or a non-loopback --host (or LF_RAY_BOARD_AUTH, "
+        "which keeps the password out of the process list)",
+    )
+    parser.add_argument(
+        "--allow-path",
+        action="append",
+        default=[],
+        metavar="FOLDER_OR_URI",
+        help="a folder or storage URI the forms may name besides the start, save and config folders (repeatable; "
+        "or LF_RAY_BOARD_PATHS, comma-separated)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -387,23 +401,36 @@ def _board_language(lang: str) -> str:
 def cmd_webui(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from lf_ray.webui.roots import board_auth
+
     lang = _board_language(args.lang)
+    auth = board_auth(args.host, args.share, args.auth)  # before Gradio loads: a refusal costs nothing
     from lf_ray.webui.app import create_ui, launch
     from lf_ray.webui.board import Board
 
-    board = Board(demo_mode=args.demo, save_dir=Path(args.save_dir), config_dir=Path(args.config_dir), lang=lang)
-    launch(create_ui(board), host=args.host, port=args.port, share=args.share)
+    board = Board(
+        demo_mode=args.demo,
+        save_dir=Path(args.save_dir),
+        config_dir=Path(args.config_dir),
+        lang=lang,
+        allowed_paths=tuple(args.allow_path),
+    )
+    launch(create_ui(board), host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 
 
 def cmd_webchat(args: argparse.Namespace) -> int:
+    from lf_ray.webui.roots import board_auth
+
     lang = _board_language(args.lang)
+    auth = board_auth(args.host, args.share, args.auth)
     from lf_ray.webui.app import create_web_chat, launch
     from lf_ray.webui.board import Board
     from lf_ray.webui.board_args import top_state
 
     state = top_state(_load(args.config, args.overrides)) if args.config else None
-    launch(create_web_chat(Board(lang=lang), state), host=args.host, port=args.port, share=args.share)
+    board = Board(lang=lang, allowed_paths=tuple(args.allow_path))
+    launch(create_web_chat(board, state), host=args.host, port=args.port, share=args.share, auth=auth)
     return 0
 
 

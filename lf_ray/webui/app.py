@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import gradio as gr
@@ -83,13 +84,17 @@ def _wire_language(board: Board) -> None:
     board["top.lang"].change(lambda lang: relabel(board, lang), [board["top.lang"]], elements, queue=False)
 
 
-def launch(app: gr.Blocks, *, host: str | None, port: int | None, share: bool | None) -> None:
-    """Serve until Ctrl-C, on GRADIO_SERVER_NAME / GRADIO_SERVER_PORT / GRADIO_SHARE unless given."""
+def launch(
+    app: gr.Blocks, *, host: str | None, port: int | None, share: bool | None, auth: Callable[[str, str], bool] | None
+) -> None:
+    """Serve until Ctrl-C, on GRADIO_SERVER_NAME / GRADIO_SERVER_PORT / GRADIO_SHARE unless given, behind the
+    login `auth` (`roots.board_auth`) when there is one."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     app.queue().launch(
         server_name=board_host(host),
         server_port=board_port(port),
         share=board_share(share),
+        auth=auth,
         css=CSS,
         show_error=True,
         ssr_mode=False,

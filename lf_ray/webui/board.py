@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lf_ray.webui.locales import DEFAULT_LANGUAGE, element_text
+from lf_ray.webui.roots import AllowedRoots
 from lf_ray.webui.runner import Runner
 from lf_ray.webui.web_chat import BoardChat
 
@@ -28,12 +29,16 @@ class Board:
     save_dir: Path = Path("saves")
     config_dir: Path = Path("board_configs")
     lang: str = DEFAULT_LANGUAGE
+    allowed_paths: tuple[str, ...] = ()
+    """Folders and storage URIs the forms may name besides the start folder and the save and config folders."""
     elements: dict[str, Any] = field(default_factory=dict)
+    roots: AllowedRoots = field(init=False)
     runner: Runner = field(init=False)
     chat: BoardChat = field(default_factory=BoardChat)
 
     def __post_init__(self) -> None:
-        self.runner = Runner(demo_mode=self.demo_mode, jobs_dir=Path(self.save_dir) / ".board_jobs")
+        self.roots = AllowedRoots.of([self.save_dir, self.config_dir, *self.allowed_paths])
+        self.runner = Runner(demo_mode=self.demo_mode, jobs_dir=Path(self.save_dir) / ".board_jobs", roots=self.roots)
 
     def text(self, elem_id: str) -> dict[str, str]:
         """Constructor keywords of an element in the board's starting language (label, info, elem_id)."""

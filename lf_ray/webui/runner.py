@@ -34,6 +34,7 @@ from lf_ray.webui.board_configs import save_run_form
 from lf_ray.webui.jobs import BoardJob, launch
 from lf_ray.webui.locales import message
 from lf_ray.webui.monitor import log_tail, loss_figure, progress_html, read_progress
+from lf_ray.webui.roots import AllowedRoots
 
 POLL_S = 1.0
 LOG_LINES = 20
@@ -56,6 +57,7 @@ class Update:
 class Runner:
     demo_mode: bool = False
     jobs_dir: Path = Path("saves/.board_jobs")
+    roots: AllowedRoots = field(default_factory=lambda: AllowedRoots.of([]))
     job: BoardJob | None = None
     aborted: bool = False
 
@@ -68,6 +70,10 @@ class Runner:
         if problem:
             return problem
         args = BUILDERS[command](state)
+        try:
+            self.roots.check_config(args)
+        except LfRayError as err:
+            return Problem("err_config", {"error": str(err)})
         problem = check_config(command, args) or (_train_problem(args) if command == "train" else None)
         return problem or args
 

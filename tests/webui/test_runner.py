@@ -12,7 +12,13 @@ import yaml
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.webui.board_configs import RUN_FORM_NAME
 from lf_ray.webui.jobs import RUNNING_LOG
+from lf_ray.webui.roots import AllowedRoots
 from lf_ray.webui.runner import Runner
+
+
+def board_runner(tmp_path, **kwargs) -> Runner:
+    """A runner whose forms may name the test's folder (as the board's start folder)."""
+    return Runner(jobs_dir=tmp_path / "jobs", roots=AllowedRoots.of([tmp_path]), **kwargs)
 
 
 def _last(updates):
@@ -21,7 +27,7 @@ def _last(updates):
 
 
 def test_demo_mode_previews_but_launches_nothing(tmp_path, train_state):
-    runner = Runner(demo_mode=True, jobs_dir=tmp_path / "jobs")
+    runner = board_runner(tmp_path, demo_mode=True)
     preview = runner.preview("train", train_state)
     assert preview.startswith(f"lf-ray train {train_state['train.output_dir']}/lf_ray_train.yaml")
     (update,) = runner.start("train", train_state)
@@ -30,7 +36,7 @@ def test_demo_mode_previews_but_launches_nothing(tmp_path, train_state):
 
 
 def test_a_refused_form_is_reported_in_the_chosen_language(tmp_path, train_state):
-    runner, no_dataset = Runner(jobs_dir=tmp_path / "jobs"), {**train_state, "train.dataset": []}
+    runner, no_dataset = board_runner(tmp_path), {**train_state, "train.dataset": []}
     (update,) = runner.start("train", {**no_dataset, "top.lang": "zh"})
     assert update.done and update.text == runner.preview("train", {**no_dataset, "top.lang": "zh"})
     assert update.text != runner.preview("train", no_dataset) == "Choose at least one dataset."  # not English
@@ -38,7 +44,7 @@ def test_a_refused_form_is_reported_in_the_chosen_language(tmp_path, train_state
 
 def test_export_runs_as_a_local_process_and_reports_success(tmp_path, train_state, tiny_llama_path):
     state = {**train_state, "export.export_dir": str(tmp_path / "merged"), "export.export_size": 1}
-    runner = Runner(jobs_dir=tmp_path / "jobs")
+    runner = board_runner(tmp_path)
     job_dir = tmp_path / "jobs" / f"export-{str(tmp_path / 'merged').strip('/').replace('/', '_')}"
     assert runner.preview("export", state).startswith(f"lf-ray export {job_dir}/lf_ray_export.yaml\n")
     updates = list(runner.start("export", state))
@@ -54,7 +60,7 @@ def test_a_failing_job_reports_its_exit_status_and_the_log_tail(tmp_path, train_
     not_an_adapter = tmp_path / "not-an-adapter"
     not_an_adapter.mkdir()
     state = {**train_state, "top.adapter_path": [str(not_an_adapter)], "export.export_dir": str(tmp_path / "m")}
-    final = _last(Runner(jobs_dir=tmp_path / "jobs").start("export", state))
+    final = _last(board_runner(tmp_path).start("export", state))
     assert final.done and final.text.startswith("Failed (exit status 2). The end of the log:")
     assert "lf-ray export: error:" in final.text and str(not_an_adapter) in final.text
     assert not (tmp_path / "m").exists()
@@ -63,7 +69,7 @@ def test_a_failing_job_reports_its_exit_status_and_the_log_tail(tmp_path, train_
 @pytest.mark.usefixtures("tiny_llama_path")
 def test_aborting_a_local_training_run_stops_its_process_tree(tmp_path, train_state):
     state = {**train_state, "train.max_steps": 100000, "train.save_steps": 100000}
-    runner = Runner(jobs_dir=tmp_path / "jobs")
+    runner = board_runner(tmp_path)
     updates, seen_progress = runner.start("train", state), False
     for update in updates:
         if 'data-step="0"' not in update.progress and "data-step" in update.progress:
@@ -92,7 +98,7 @@ def test_eval_reports_metrics_and_sample_predictions(tmp_path, train_state, tiny
         "eval.max_new_tokens": 8,
         "eval.output_dir": str(tmp_path / "eval"),
     }
-    final = _last(Runner(jobs_dir=tmp_path / "jobs").start("eval", state))
+    final = _last(board_runner(tmp_path).start("eval", state))
     assert final.done and final.text.startswith(f"Finished: {tmp_path / 'eval'}"), final.text
     assert final.metrics["eval_loss"] > 0 and "predict_bleu-4" in final.metrics
     assert len(final.predictions) == 5 and set(final.predictions[0]) >= {"prompt", "predict", "label"}

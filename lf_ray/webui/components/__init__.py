@@ -14,9 +14,13 @@ def button(board: Board, elem_id: str, **kwargs: Any) -> gr.Button:
     return gr.Button(board.text(elem_id)["label"], elem_id=dom_id(elem_id), **kwargs)
 
 
-def follow_dataset_dir(dataset_dir: gr.Textbox, dataset: gr.Dropdown) -> None:
-    """Typing another data dir lists that folder's datasets."""
-    dataset_dir.input(lambda d: gr.update(choices=dataset_choices(d), value=[]), [dataset_dir], [dataset])
+def follow_dataset_dir(board: Board, dataset_dir: gr.Textbox, dataset: gr.Dropdown) -> None:
+    """Typing another data dir lists that folder's datasets (none outside the board's allowed roots)."""
+
+    def choices(directory: str) -> Any:
+        return gr.update(choices=dataset_choices(directory) if board.roots.allows(directory) else [], value=[])
+
+    dataset_dir.input(choices, [dataset_dir], [dataset])
 
 
 def follow_model(board: Board, output_dir: gr.Textbox, command: Command) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import gradio as gr
 
 from lf_ray.webui.board import Board
+from lf_ray.webui.board_args import model_args
 from lf_ray.webui.components import button
 from lf_ray.webui.locales import message
 from lf_ray.webui.web_chat import GenerationSettings, parse_tools
@@ -74,6 +75,7 @@ def _wire_chat_events(board: Board, elems: dict[str, Any]) -> None:
             return
         yield message("info_loading_model", language)
         try:
+            board.roots.check_config(model_args(state))
             name = chat.load(state)
         except Exception as err:  # a bad path, a broken adapter, a template mismatch: say it, keep the board up
             yield message("err_chat_load", language, error=f"{type(err).__name__}: {err}")

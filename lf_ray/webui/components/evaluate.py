@@ -46,7 +46,7 @@ def create_eval_tab(board: Board) -> dict[str, Any]:
     elems |= {"eval.dataset_dir": dataset_dir, "eval.dataset": dataset}
     board.add(elems)
 
-    follow_dataset_dir(dataset_dir, dataset)
+    follow_dataset_dir(board, dataset_dir, dataset)
     form, runner = board.form(), board.runner
     outputs = [elems[f"eval.{name}"] for name in ("output_box", "progress", "metrics", "predictions")]
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from lf_ray.errors import LfRayError
 from lf_ray.webui.board import Board
 from lf_ray.webui.components import button
 from lf_ray.webui.run_views import run_details, runs_table
@@ -34,10 +35,21 @@ def create_runs_tab(board: Board) -> dict[str, Any]:
     board.add(elems)
 
     def refresh_runs(where: str):
+        try:
+            board.roots.check("storage_path", where or ".")
+        except LfRayError as err:
+            return [], gr.update(choices=[], value=None), str(err)
         rows = runs_table(where)
         ids = [row[0] for row in rows]
-        return rows, gr.update(choices=ids, value=ids[0] if ids else None)
+        return rows, gr.update(choices=ids, value=ids[0] if ids else None), gr.update()
 
-    refresh.click(refresh_runs, [storage], [table, run_id], queue=False)
-    run_id.change(run_details, [storage, run_id, dashboard, board["top.lang"]], [details], queue=False)
+    def show_run(where: str, run: str | None, dashboard_url: str, lang: str) -> str:
+        try:
+            board.roots.check("storage_path", where or ".")
+        except LfRayError as err:
+            return str(err)
+        return run_details(where, run, dashboard_url, lang)
+
+    refresh.click(refresh_runs, [storage], [table, run_id, details], queue=False)
+    run_id.change(show_run, [storage, run_id, dashboard, board["top.lang"]], [details], queue=False)
     return elems

@@ -40,10 +40,11 @@ def _data_rows(board: Board) -> dict[str, Any]:
         )
         preview_dataset = button(board, "train.preview_dataset", scale=1)
     dataset_preview = gr.JSON(visible=False, **board.text("train.dataset_preview"))
-    follow_dataset_dir(dataset_dir, dataset)
+    follow_dataset_dir(board, dataset_dir, dataset)
 
     def show_rows(directory: str, names: list[str], lang: str) -> Any:
         try:
+            board.roots.check("dataset_dir", directory)
             return gr.update(value=preview_rows(directory, names or []), visible=True)
         except LfRayError as err:
             return gr.update(value={"error": message("err_dataset", lang, error=str(err))}, visible=True)
@@ -196,7 +197,8 @@ def _wire_train_events(board: Board) -> None:
 
     def resume(values: dict) -> dict:
         state = board.state(values)
-        saved = run_form(state.get("train.output_dir"))
+        output_dir = state.get("train.output_dir")
+        saved = run_form(output_dir) if output_dir and board.roots.allows(output_dir) else None
         if not saved:
             return {}
         lang = state.get("top.lang") or "en"
