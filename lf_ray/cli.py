@@ -7,8 +7,10 @@ Heavy libraries (torch, ray, transformers) are imported inside the command that 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from lf_ray import __version__
 from lf_ray.errors import LfRayError
@@ -151,14 +153,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lf_ray.constants import ENV_VERBOSE
 
         os.environ[ENV_VERBOSE] = "1"  # read where Ray starts, and by the processes a command launches
+    terminated: list[int] = []
     try:
-        return COMMANDS[args.command](args)
+        with _sigterm_as_interrupt(terminated):
+            return COMMANDS[args.command](args)
     except LfRayError as err:
         print(f"lf-ray {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        if terminated:
+            print(f"lf-ray {args.command}: stopped by SIGTERM", file=sys.stderr)
+            return 128 + signal.SIGTERM
+        print(f"lf-ray {args.command}: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt(received: list[int]) -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt where Ctrl-C would: every command stops the same way on either signal (its
+    `finally` blocks run, a local Ray shuts down with the process, Ray Train workers and Serve applications with
+    it). `received` tells the two apart afterwards: Ray re-raises an interruption inside its calls as a plain
+    KeyboardInterrupt."""
+
+    def terminate(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_version(_: argparse.Namespace) -> int:
@@ -416,6 +445,9 @@ def cmd_webui(args: argparse.Namespace) -> int:
         allowed_paths=tuple(args.allow_path),
     )
     launch(create_ui(board), host=args.host, port=args.port, share=args.share, auth=auth)
+    closing = board.runner.close()  # Gradio returns on Ctrl-C or SIGTERM, once its server is closed
+    if closing:
+        print(f"lf-ray webui: {closing}", file=sys.stderr)
     return 0
 
 

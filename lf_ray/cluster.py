@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from lf_ray.constants import ENV_LOG_LEVEL, ENV_RAY_ADDRESS
@@ -37,11 +41,24 @@ def ensure_ray(init_kwargs: dict[str, Any] | None = None) -> None:
     if not console.verbose():
         console.quiet_loggers()
         kwargs.setdefault("logging_level", logging.WARNING)
-    ray.init(address=address, **kwargs)
+    with _keeping_sigterm_handler():
+        ray.init(address=address, **kwargs)
     quiet_ray_logging()
     log = console.route_worker_output()
     if log is not None:
         print(f"[lf-ray] Ray's worker output: {log} (--verbose prints it here)", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _keeping_sigterm_handler() -> Iterator[None]:
+    """Ray's core worker installs a SIGTERM handler of its own that exits the driver at once; the CLI's handler
+    (SIGTERM stops a command as Ctrl-C does, with its cleanup) is put back."""
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        if callable(handler) and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
 
 
 def cluster_address(init_kwargs: dict[str, Any] | None = None) -> str | None:

@@ -193,10 +193,30 @@ def run_pipeline(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> 
         refs[step.id] = remote.options(**options).remote(step, plan.inputs_of(step), record.folder, child, *upstream)
         pending[refs[step.id]] = (step, child)
         record.update_step(step.id, status="submitted")
-    status = _collect(pending, plan, record, lineage, echo)
+    try:
+        status = _collect(pending, plan, record, lineage, echo)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (see cli.main): stop the steps, record the run as interrupted
+        _interrupt(pending, record, lineage)
+        raise
     record.finish(status)
     lineage.finish("FINISHED" if status == "complete" else "FAILED")
     return PipelineResult(record, plan, lineage.uri)
+
+
+def _interrupt(pending: dict, record: RunRecord, lineage: Any) -> None:
+    """Cancel the unfinished step tasks (force: their worker processes exit, and the Ray Train worker groups they
+    own with them) and record them, and the run, as interrupted. Their artifacts stay uncommitted: a re-run redoes
+    them (a train step from its last checkpoint)."""
+    import ray
+
+    for ref, (step, child) in pending.items():
+        with contextlib.suppress(Exception):  # already finished, or the cluster is going away
+            ray.cancel(ref, force=True)
+        record.update_step(step.id, status="interrupted", finished_at=now())
+        lineage.finish_step(child, status="KILLED")
+    record.data["error"] = "interrupted (Ctrl-C or SIGTERM); run it again to resume"
+    record.finish("interrupted")
+    lineage.finish("KILLED")
 
 
 def run_here(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> PipelineResult:
@@ -213,10 +233,11 @@ def run_here(plan: PipelinePlan, *, echo: Callable[[str], None] = print) -> Pipe
         try:
             manifest = run_step(step, plan.inputs_of(step), record.folder)
         except BaseException as err:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
             log = failed_step_log(record.folder, step.id)
-            record.update_step(step.id, status="failed", error=_summary(err), log=log, finished_at=now())
-            record.data["error"] = f"step `{step.id}` failed: {_summary(err)}"
-            record.finish("failed")
+            record.update_step(step.id, status=status, error=_summary(err), log=log, finished_at=now())
+            record.data["error"] = f"step `{step.id}` {status}: {_summary(err)}"
+            record.finish(status)
             raise
         record.update_step(step.id, status="complete", metrics=manifest["metrics"], outputs=manifest["outputs"],
                            **manifest["timings"])  # fmt: skip

@@ -95,7 +95,8 @@ def _http_address(host: str, port: int) -> tuple[str, int]:
 def start_serve(cfg: LfRayConfig, *, blocking: bool = False) -> ServeEndpoint:
     """Deploy `cfg` on the current Ray (started or joined as the config says) and wait until it answers.
 
-    `blocking=True` then serves until Ctrl-C and removes the application, as `lf-ray serve` does.
+    `blocking=True` then serves until Ctrl-C or SIGTERM (a KeyboardInterrupt, see `cli.main`) and removes the
+    application, as `lf-ray serve` does; the interruption goes on to the CLI, which exits 130 or 143.
     """
     from ray import serve
 
@@ -106,24 +107,20 @@ def start_serve(cfg: LfRayConfig, *, blocking: bool = False) -> ServeEndpoint:
     host, port = _http_address(api_host(cfg.serve.api_host), api_port(cfg.serve.api_port))
     key = api_key()
     prefix = cfg.serve.route_prefix.rstrip("/")
-    serve.run(build_app_from_config(cfg, key=key), name=cfg.serve.serve_app_name, route_prefix=prefix or "/")
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     endpoint = ServeEndpoint(f"http://{shown}:{port}{prefix}/v1", cfg.serve.serve_app_name, model_ids(cfg), key)
-    if blocking:
-        _serve_until_interrupted(endpoint)
-    return endpoint
-
-
-def _serve_until_interrupted(endpoint: ServeEndpoint) -> None:
-    adapters = f" + adapters {', '.join(endpoint.model_ids[1:])}" if len(endpoint.model_ids) > 1 else ""
-    print(f"lf-ray serve: {endpoint.base_model}{adapters} at {endpoint.url} (Ctrl-C to stop)", flush=True)
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        print("lf-ray serve: stopping", flush=True)
+        serve.run(build_app_from_config(cfg, key=key), name=endpoint.app_name, route_prefix=prefix or "/")
+        if blocking:
+            adapters = f" + adapters {', '.join(endpoint.model_ids[1:])}" if len(endpoint.model_ids) > 1 else ""
+            print(f"lf-ray serve: {endpoint.base_model}{adapters} at {endpoint.url} (Ctrl-C to stop)", flush=True)
+            while True:
+                time.sleep(3600)
     finally:
-        stop_serve(endpoint)
+        if blocking:  # interrupted, while deploying or serving
+            print("lf-ray serve: removing the application", flush=True)
+            stop_serve(endpoint)
+    return endpoint
 
 
 def stop_serve(endpoint: ServeEndpoint) -> None:

@@ -98,19 +98,24 @@ class LocalJob:
         self.process.wait()
 
     def session_pids(self) -> list[int]:
-        """The live (not zombie) processes of the job's session: the driver and all it started (Linux /proc)."""
-        pids = []
-        for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
-            if not entry.isdigit():
-                continue
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, session, ...
-            if fields[0] != "Z" and int(fields[3]) == self.process.pid:
-                pids.append(int(entry))
-        return pids
+        """The driver and all it started that still live."""
+        return session_pids(self.process.pid)
+
+
+def session_pids(session: int) -> list[int]:
+    """The live (not zombie) processes of a session (Linux /proc)."""
+    pids = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, session, ...
+        if fields[0] != "Z" and int(fields[3]) == session:
+            pids.append(int(entry))
+    return pids
 
 
 @dataclass

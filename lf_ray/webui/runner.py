@@ -31,7 +31,7 @@ from lf_ray.webui.board_args import (
     preview_text,
 )
 from lf_ray.webui.board_configs import save_run_form
-from lf_ray.webui.jobs import BoardJob, launch
+from lf_ray.webui.jobs import BoardJob, LocalJob, launch
 from lf_ray.webui.locales import message
 from lf_ray.webui.monitor import log_tail, loss_figure, progress_html, read_progress
 from lf_ray.webui.roots import AllowedRoots
@@ -151,6 +151,16 @@ class Runner:
         if self.job is not None and self.job.state() == "running":
             self.aborted = True
             self.job.abort()
+
+    def close(self) -> str | None:
+        """When the board stops: a local job stops with it (nothing is left running unowned); a Ray job belongs to
+        its cluster and goes on. Returns what to tell the user about it."""
+        if not self.running:
+            return None
+        if isinstance(self.job, LocalJob):
+            self.abort()
+            return f"stopped the board's running job ({self.job.name})"
+        return f"Ray job {self.job.name} goes on running on its cluster (`ray job stop {self.job.name}` stops it)"
 
 
 def _train_problem(args: Mapping[str, Any]) -> Problem | None:

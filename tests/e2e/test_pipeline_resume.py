@@ -1,5 +1,5 @@
-"""Crash safety with real processes: kill the driver of `lf-ray run` during training and run it again; and a
-pipeline submitted with `ray job submit` to a `ray start --head` cluster."""
+"""Crash safety with real processes: stop the driver of `lf-ray run` with SIGTERM during training and run it again;
+and a pipeline submitted with `ray job submit` to a `ray start --head` cluster."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ import yaml
 from lf_ray import storage
 from lf_ray.pipeline.plan import plan_pipeline
 from lf_ray.pipeline.spec import load_pipeline
+from lf_ray.pipeline.store import find_runs
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.train.launcher import written_locally
+from lf_ray.webui.jobs import session_pids
 from tests.e2e.conftest import BIN, job_env
 
 
@@ -54,13 +56,22 @@ def _manifest(artifact: str) -> dict | None:
     return json.loads(storage.read_text(path)) if storage.is_file(path) else None
 
 
+def _wait_for_no_processes(session: int, timeout_s: float = 20) -> list[int]:
+    deadline = time.monotonic() + timeout_s
+    while (left := session_pids(session)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
 def _logged_steps(log: Path) -> list[int]:
     return [entry["current_steps"] for entry in read_trainer_log(log) if "loss" in entry]
 
 
-def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, s3_bucket):
+def test_sigterm_to_the_driver_during_train_stops_everything_and_a_rerun_resumes_at_the_train_step(tmp_path, s3_bucket):
     """On the S3 server, where the driver's node keeps only caches (local stores resume through the same code:
-    tests/train/test_train_recovery.py resumes runs on local disk)."""
+    tests/train/test_train_recovery.py resumes runs on local disk). SIGTERM goes to the driver alone, as `kill PID`
+    or a container's stop sends it: it stops its steps and its local Ray, records the run as interrupted and exits
+    143, leaving no process of its session behind."""
     storage_path = storage.join(s3_bucket, "store")
     pipeline = _pipeline(tmp_path, storage_path, max_steps=24, save_steps=4)
     driver = subprocess.Popen(
@@ -68,8 +79,8 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, s3_
         cwd=tmp_path,
         env=job_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its Ray processes share its process group, so they can all be stopped
+        stderr=open(tmp_path / "driver.err", "w"),  # noqa: SIM115 (the child holds it)
+        start_new_session=True,  # its Ray processes stay in its session: counted after it exits
     )
     planned = plan_pipeline(load_pipeline(pipeline)).steps
     data_dir, sft_dir, export_dir = (planned[step].artifact for step in ("data", "sft", "export"))
@@ -84,9 +95,19 @@ def test_killing_the_driver_during_train_resumes_at_the_train_step(tmp_path, s3_
         assert driver.poll() is None, "the pipeline finished or died before it could be killed"
     finally:
         with contextlib.suppress(ProcessLookupError):
-            # the driver and, at the same instant, the Ray it started: its Train workers must not go on to the end
-            os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
+            os.kill(driver.pid, signal.SIGTERM)
+        try:
+            driver.wait(timeout=60)
+        finally:
+            left = _wait_for_no_processes(driver.pid)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+    assert driver.returncode == 143 and "lf-ray run: stopped by SIGTERM" in (tmp_path / "driver.err").read_text()
+    assert left == []  # its Ray (GCS, raylet, the Train workers) stopped with it
+    (record,) = find_runs(storage.join(storage_path, "resumable"))
+    assert record.data["status"] == "interrupted" and record.data["steps"]["sft"]["status"] == "interrupted"
+    assert record.data["steps"]["data"]["status"] == "complete"
     assert _manifest(data_dir) and not _manifest(sft_dir)
     data_written = _manifest(data_dir)["created_at"]
     lines = log.read_text().splitlines()

@@ -23,6 +23,7 @@ from playwright.sync_api import expect, sync_playwright
 from lf_ray.pipeline.store import RunRecord
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.webui.board_configs import save_run_form
+from lf_ray.webui.jobs import session_pids
 from lf_ray.webui.locales import label, message
 from tests.e2e.conftest import BIN, free_port, job_env
 
@@ -70,9 +71,14 @@ def served(root: Path, *args: str) -> Iterator[str]:
         else:
             pytest.fail(f"lf-ray {args[0]} did not answer on {url}: {(root / 'server.log').read_text()[-3000:]}")
         yield url
+        stopping = time.monotonic()  # SIGTERM to the board alone: it closes its server, stops its running job
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0 and time.monotonic() - stopping < 10
+        assert session_pids(process.pid) == []  # nothing it started is left
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

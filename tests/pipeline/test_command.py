@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from pathlib import Path
 
 import yaml
@@ -11,6 +14,7 @@ from lf_ray import storage
 from lf_ray.cli import main
 from lf_ray.config import prepare_config
 from lf_ray.constants import MANIFEST_NAME
+from lf_ray.pipeline import executor
 from lf_ray.pipeline.command import command_plan
 from lf_ray.pipeline.plan import plan_pipeline
 from lf_ray.pipeline.spec import parse_pipeline
@@ -107,3 +111,24 @@ def test_a_failed_command_step_is_recorded_and_commits_nothing(tmp_path, capsys)
     assert run.data["status"] == "failed" and "malformed JSON" in step["error"]
     assert step["log"] == storage.join(run.folder, "preprocess.log")
     assert "malformed JSON" in storage.read_text(step["log"])
+
+
+def test_sigterm_during_a_command_step_records_it_interrupted_and_exits_143(tmp_path, capsys, monkeypatch):
+    """A real SIGTERM to this process while the step runs: the CLI's handler interrupts the step, the run record says
+    interrupted, the command exits 128 + 15 without a traceback, and the handler before it is back."""
+
+    def step_stopped_by_sigterm(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # the handler raises here
+        raise AssertionError("SIGTERM did not interrupt the step")
+
+    monkeypatch.setattr(executor, "run_step", step_stopped_by_sigterm)
+    before = signal.getsignal(signal.SIGTERM)
+    config = _config_file(tmp_path, {**MODEL, **DATA, "ray_storage_path": tmp_path / "runs"})
+    started = time.monotonic()
+    assert main(["preprocess", config]) == 143 and time.monotonic() - started < 5
+    err = capsys.readouterr().err
+    assert "lf-ray preprocess: stopped by SIGTERM" in err and "Traceback" not in err
+    (run,) = find_runs(str(tmp_path / "runs" / "pipelines"))
+    assert run.data["status"] == "interrupted" and run.data["steps"]["preprocess"]["status"] == "interrupted"
+    assert signal.getsignal(signal.SIGTERM) is before

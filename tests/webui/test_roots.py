@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 import time
 
@@ -13,6 +14,7 @@ import requests
 
 from lf_ray.cli import main
 from lf_ray.errors import ConfigError
+from lf_ray.webui.jobs import session_pids
 from lf_ray.webui.roots import ENV_BOARD_AUTH, ENV_BOARD_PATHS, AllowedRoots, board_auth
 from lf_ray.webui.runner import Runner
 from tests.e2e.conftest import BIN, free_port, job_env
@@ -114,13 +116,12 @@ def test_a_board_beyond_loopback_needs_credentials(monkeypatch, capsys):
 
 def test_a_shared_board_asks_for_its_login_over_http(tmp_path):
     """`lf-ray webchat --host 0.0.0.0` with LF_RAY_BOARD_AUTH: the app's config answers 401 until the login, a wrong
-    password is refused, the right one opens it; the password appears nowhere in the server's log."""
+    password is refused, the right one opens it; the password appears nowhere in the server's log. Ctrl-C stops it
+    within seconds, leaving no process behind."""
     port = free_port()
     env = job_env(**{ENV_BOARD_AUTH: "admin:correct horse"})
-    with (
-        open(tmp_path / "server.log", "w") as log,
-        _process([str(BIN / "lf-ray"), "webchat", "--host", "0.0.0.0", "--port", str(port)], tmp_path, env, log),
-    ):
+    command = [str(BIN / "lf-ray"), "webchat", "--host", "0.0.0.0", "--port", str(port)]
+    with open(tmp_path / "server.log", "w") as log, _process(command, tmp_path, env, log) as server:
         url, session = f"http://127.0.0.1:{port}", requests.Session()
         deadline = time.monotonic() + 90
         while True:
@@ -138,6 +139,10 @@ def test_a_shared_board_asks_for_its_login_over_http(tmp_path):
         assert right.status_code == 200 and right.json() == {"success": True}
         config = session.get(f"{url}/config", timeout=5)
         assert config.status_code == 200 and "lf-ray board" in config.json()["title"]
+        stopping = time.monotonic()
+        server.send_signal(signal.SIGINT)
+        assert server.wait(timeout=30) == 0 and time.monotonic() - stopping < 10
+        assert session_pids(server.pid) == []
     assert "correct horse" not in (tmp_path / "server.log").read_text()
 
 
@@ -147,5 +152,6 @@ def _process(command, cwd, env, log):
     try:
         yield process
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
