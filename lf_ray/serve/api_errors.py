@@ -59,6 +59,10 @@ class SchemaError(ApiError):
     status = 422
 
 
+class RequestTooLarge(ApiError):
+    status = 413
+
+
 class Overloaded(ApiError):
     status = 503
     error_type = "server_error"

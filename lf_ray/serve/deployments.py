@@ -35,6 +35,7 @@ from lf_ray.serve.api_errors import (
     InvalidApiKey,
     NotAllowed,
     Overloaded,
+    RequestTooLarge,
     SchemaError,
 )
 from lf_ray.serve.protocol import (
@@ -181,7 +182,46 @@ class RewardServer:
 
 # --- HTTP ingress (helpers first: Serve pickles the ingress class when it is decorated) ----------------------------
 
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
+"""The largest request body the API reads (a 1,024-message chat of long turns fits); a larger one answers 413."""
+
+
+class _BodyLimit:
+    """ASGI middleware: 413 for a body declared larger than MAX_REQUEST_BYTES before reading it, and for one that
+    grows past it as it arrives (chunked). FastAPI's own `max_body_size` answers in plain text, not OpenAI's body."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
+            return await _error_response(_request_too_large())(scope, receive, send)
+        received = 0
+
+        async def counted() -> dict:
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > MAX_REQUEST_BYTES:
+                raise HTTPException(status_code=413)  # FastAPI passes an HTTPException on to `_on_http_error`
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _request_too_large() -> RequestTooLarge:
+    return RequestTooLarge(
+        f"The request body is larger than this server's limit of {MAX_REQUEST_BYTES // (1024 * 1024)} MiB. "
+        "Fix: send a shorter conversation (or fewer, shorter tools).",
+        code="request_too_large",
+    )
+
+
 api = FastAPI(title="lf-ray", description="OpenAI-compatible API of lf-ray (Ray Serve)")
+api.add_middleware(_BodyLimit)
 
 
 def _error_response(err: ApiError) -> JSONResponse:
@@ -227,6 +267,17 @@ async def _on_api_error(_: Request, exc: ApiError) -> JSONResponse:
 
 @api.exception_handler(HTTPException)
 async def _on_http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 413:
+        return _error_response(_request_too_large())
+    if exc.status_code == 400 and exc.__cause__ is not None:  # FastAPI could not read the body: not UTF-8, too deep
+        cause = exc.__cause__
+        return _error_response(
+            BadRequest(
+                f"We could not parse the JSON body of your request ({type(cause).__name__}: {cause}). Fix: send "
+                "a JSON object encoded as UTF-8, nested at most a few hundred levels deep.",
+                code="invalid_json",
+            )
+        )
     err = ApiError(f"{exc.detail}: {request.method} {request.url.path}", code=str(exc.status_code))
     err.status = exc.status_code
     return _error_response(err)

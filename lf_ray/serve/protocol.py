@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_MESSAGES = 1024
+"""Messages in one chat request; more answers 422 (a conversation that long exceeds any context anyway)."""
+MAX_TOOLS = 128
+"""Tools offered in one request (OpenAI's own limit)."""
+
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
 
@@ -85,9 +90,9 @@ class _SamplingFields(_Request):
 
 
 class ChatCompletionRequest(_SamplingFields):
-    messages: list[ChatMessage]
+    messages: list[ChatMessage] = Field(max_length=MAX_MESSAGES)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | dict[str, Any] | None = None
     response_format: ResponseFormat | None = None
     logprobs: bool | None = None

@@ -157,6 +157,15 @@ class ChatService:
                 param=param,
                 code="context_length_exceeded",
             )
+        if max_tokens is not None and len(prompt_ids) + max_tokens > self.max_model_len:
+            room = self.max_model_len - len(prompt_ids)
+            raise BadRequest(
+                f"This model's maximum context length is {self.max_model_len} tokens; the {param} came to "
+                f"{len(prompt_ids)} tokens and {max_tokens} more were asked for. Fix: ask for at most {room} "
+                "(max_tokens / max_completion_tokens), or leave it out to get what fits.",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
         params = resolve_sampling(
             request, self.generating, budget=self.max_model_len - len(prompt_ids), max_tokens=max_tokens
         )

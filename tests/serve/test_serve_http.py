@@ -183,7 +183,7 @@ def _post(endpoint, path: str, body, key: str | None = KEY) -> requests.Response
     headers = {"Content-Type": "application/json"}
     if key:
         headers["Authorization"] = f"Bearer {key}"
-    content = body if isinstance(body, str) else json.dumps(body)
+    content = body if isinstance(body, (str, bytes)) else json.dumps(body)
     return requests.post(f"{endpoint.url}{path}", data=content, headers=headers, timeout=60)
 
 
@@ -215,6 +215,36 @@ BAD_REQUESTS = {
         "context_length_exceeded",
         "messages",
     ),
+    "too_many_messages": ({"model": "tiny-qwen", "messages": USER * 1025}, KEY, 422, None, "messages"),
+    "n_too_large": ({"model": "tiny-qwen", "messages": USER, "n": 17}, KEY, 422, None, "n"),
+    "max_tokens_beyond_the_context": (
+        {"model": "tiny-qwen", "messages": USER, "max_tokens": 600},  # max_model_len 512
+        KEY,
+        400,
+        "context_length_exceeded",
+        "max_tokens",
+    ),
+    "body_too_large": (
+        {"model": "tiny-qwen", "messages": [{"role": "user", "content": "x" * (4 * 1024 * 1024)}]},
+        KEY,
+        413,
+        "request_too_large",
+        None,
+    ),
+    "deeply_nested_json": (
+        '{"model": "tiny-qwen", "messages": ' + "[" * 100_000 + "]" * 100_000 + "}",
+        KEY,
+        400,
+        "invalid_json",
+        None,
+    ),
+    "invalid_utf8": (
+        b'{"model": "tiny-qwen", "messages": [{"role": "user", "content": "\xff\xfe"}]}',
+        KEY,
+        400,
+        "invalid_json",
+        None,
+    ),
     "json_response_format": (
         {"model": "tiny-qwen", "messages": USER, "response_format": {"type": "json_object"}},
         KEY,
@@ -229,7 +259,7 @@ BAD_REQUESTS = {
 def test_bad_requests_get_openai_errors(endpoint, case):
     body, key, status, code, param = BAD_REQUESTS[case]
     for stream in (False, True):
-        payload = body if isinstance(body, str) else {**body, "stream": stream}
+        payload = body if isinstance(body, (str, bytes)) else {**body, "stream": stream}
         response = _post(endpoint, "/chat/completions", payload, key)
         assert response.status_code == status, response.text
         error = response.json()["error"]
@@ -258,3 +288,17 @@ def test_health_and_smoke_request(endpoint):
     assert health.status_code == 200 and health.json()["status"] == "ok"
     body = smoke_request(endpoint)
     assert body["object"] == "chat.completion" and body["usage"]["completion_tokens"] >= 1
+
+
+def test_a_chunked_body_growing_past_the_limit_gets_413(endpoint):
+    """No Content-Length to refuse it by: the server counts what arrives and stops at 4 MiB."""
+
+    def chunks():
+        yield b'{"model": "tiny-qwen", "messages": [{"role": "user", "content": "'
+        for _ in range(5):
+            yield b"x" * (1024 * 1024)
+        yield b'"}]}'
+
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+    answer = requests.post(f"{endpoint.url}/chat/completions", data=chunks(), headers=headers, timeout=60)
+    assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
