@@ -8,6 +8,7 @@ import json
 import socket
 import threading
 import time
+from pathlib import Path
 
 import openai
 import pytest
@@ -302,3 +303,16 @@ def test_a_chunked_body_growing_past_the_limit_gets_413(endpoint):
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
     answer = requests.post(f"{endpoint.url}/chat/completions", data=chunks(), headers=headers, timeout=60)
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
+
+
+def test_the_api_key_appears_in_no_serve_log(endpoint):
+    """The key reaches the ingress as a constructor argument; neither Serve's logs nor the worker output lf-ray
+    routes to its own log file may show it (after the requests above, wrong keys among them)."""
+    import ray
+
+    from lf_ray.constants import lf_ray_home
+
+    assert requests.get(f"{endpoint.url}/models", headers={"Authorization": f"Bearer {KEY}"}).status_code == 200
+    session_logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
+    logs = [*(session_logs / "serve").rglob("*.log"), *(lf_ray_home() / "logs").glob("ray-*.log")]
+    assert logs and [str(log) for log in logs if KEY.encode() in log.read_bytes()] == []
