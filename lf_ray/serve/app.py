@@ -111,6 +111,7 @@ def start_serve(cfg: LfRayConfig, *, blocking: bool = False) -> ServeEndpoint:
     endpoint = ServeEndpoint(f"http://{shown}:{port}{prefix}/v1", cfg.serve.serve_app_name, model_ids(cfg), key)
     try:
         serve.run(build_app_from_config(cfg, key=key), name=endpoint.app_name, route_prefix=prefix or "/")
+        _wait_until_routed(endpoint)
         if blocking:
             adapters = f" + adapters {', '.join(endpoint.model_ids[1:])}" if len(endpoint.model_ids) > 1 else ""
             print(f"lf-ray serve: {endpoint.base_model}{adapters} at {endpoint.url} (Ctrl-C to stop)", flush=True)
@@ -121,6 +122,29 @@ def start_serve(cfg: LfRayConfig, *, blocking: bool = False) -> ServeEndpoint:
             print("lf-ray serve: removing the application", flush=True)
             stop_serve(endpoint)
     return endpoint
+
+
+ROUTE_WAIT_S = 30.0
+
+
+def _wait_until_routed(endpoint: ServeEndpoint) -> None:
+    """`serve.run` returns once the replicas run; the HTTP proxy learns the new route a moment later and answers 404
+    until then. Wait for the route, so the endpoint is usable when it is handed out."""
+    request = urllib.request.Request(f"{endpoint.url}/models")
+    if endpoint.api_key:
+        request.add_header("Authorization", f"Bearer {endpoint.api_key}")
+    deadline = time.monotonic() + ROUTE_WAIT_S
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                return
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
+            if time.monotonic() > deadline:
+                raise LfRayError(
+                    f"the application is deployed but {endpoint.url}/models did not answer within {ROUTE_WAIT_S:.0f} s "
+                    f"({err}). Fix: check `serve status` and that the address is reachable from here."
+                ) from None
+            time.sleep(0.2)
 
 
 def stop_serve(endpoint: ServeEndpoint) -> None:

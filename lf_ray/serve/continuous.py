@@ -104,6 +104,7 @@ class ContinuousBatcher:
                     batch.drop([state for request in cancelled for state in request.states])
                     for request in cancelled:
                         self._forget(request)
+                    self.engine.cancelled_requests += len(cancelled)
                 if joining:
                     self._admit(batch, joining)
                 if batch.states:

@@ -153,11 +153,13 @@ class LLMServer:
         return builder.body()
 
     def stats(self) -> dict[str, Any]:
-        """Rows per prefill (size -> count), prefills that joined a running decode, and the adapters held."""
+        """Rows per prefill (size -> count), prefills that joined a running decode, requests dropped mid-decode, and
+        the adapters held."""
         engine = self.service.engine
         return {
             "batch_sizes": dict(sorted(engine.batch_sizes.items())),
             "joined_running": engine.joined_running,
+            "cancelled": engine.cancelled_requests,
             "adapters": engine.adapters,
         }
 

@@ -103,6 +103,8 @@ class TransformersEngine:
         """How many rows each prefill took in: a batch's rows, or the requests that joined a running batch at once."""
         self.joined_running = 0
         """Prefills that joined a batch already decoding: the observable proof of continuous batching."""
+        self.cancelled_requests = 0
+        """Requests dropped from the running decode before their end (their client went away)."""
         self.lock = threading.Lock()
         """Held during a forward pass and while an adapter is (un)loaded: both touch the model's modules."""
         self.adapters_in_use: collections.Counter[str] = collections.Counter()

@@ -316,3 +316,46 @@ def test_the_api_key_appears_in_no_serve_log(endpoint):
     session_logs = Path(ray._private.worker._global_node.get_session_dir_path()) / "logs"
     logs = [*(session_logs / "serve").rglob("*.log"), *(lf_ray_home() / "logs").glob("ray-*.log")]
     assert logs and [str(log) for log in logs if KEY.encode() in log.read_bytes()] == []
+
+
+def test_overload_answers_503_recovers_and_a_dropped_stream_frees_its_slot(ray_session, tiny_qwen_path):
+    """A second app whose replica works on 2 requests at once and queues 1 more: 10 long requests at once get 503s
+    with OpenAI's body for what does not fit, and all is well once they end; a client that drops its stream after
+    two chunks has its rows dropped from the running decode (`/v1/stats` counts it) long before its 400 tokens."""
+    overrides = [
+        "model_name_or_path=builtin:tiny-qwen",
+        'ray_actor_options={"num_cpus": 0.5}',
+        "max_ongoing_requests=2",
+        "max_queued_requests=1",
+        "serve_app_name=lf-ray-overload",
+        "route_prefix=/overload",
+        f"api_port={_free_port()}",
+    ]
+    ep = start_serve(prepare_config(None, overrides))
+    try:
+        long = {"model": "tiny-qwen", "messages": USER, "max_tokens": 96, "temperature": 0}
+        with concurrent.futures.ThreadPoolExecutor(10) as pool:
+            answers = list(pool.map(lambda _: _post(ep, "/chat/completions", long, key=None), range(10)))
+        statuses = sorted(answer.status_code for answer in answers)
+        assert set(statuses) == {200, 503}, statuses  # some taken, the rest refused (how many: router timing)
+        refused = next(answer for answer in answers if answer.status_code == 503).json()["error"]
+        assert refused["code"] == "overloaded" and "max_queued_requests" in refused["message"]
+        assert _post(ep, "/chat/completions", {**long, "max_tokens": 4}, key=None).status_code == 200  # recovered
+
+        def cancelled() -> int:
+            return requests.get(f"{ep.url}/stats", timeout=10).json()["cancelled"]
+
+        before = cancelled()
+        dropped = requests.post(
+            f"{ep.url}/chat/completions", json={**long, "max_tokens": 400, "stream": True}, stream=True, timeout=60
+        )
+        lines = dropped.iter_lines()
+        assert next(lines).startswith(b"data: ") and next(lines) is not None
+        dropped.close()  # the client goes away mid-stream
+        deadline = time.monotonic() + 20
+        while cancelled() == before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert cancelled() == before + 1
+        assert _post(ep, "/chat/completions", {**long, "max_tokens": 8}, key=None).status_code == 200
+    finally:
+        stop_serve(ep)
