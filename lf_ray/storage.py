@@ -8,6 +8,7 @@ Every pyarrow failure becomes a StorageError naming the URI, pyarrow's short rea
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
@@ -431,8 +432,13 @@ def _storage_error(uri: str, action: str, err: Exception, what: str | None) -> S
     reason = re.sub(r"\s*\(Request ID: [^)]*\)", "", str(err)).split(". Detail:")[0].strip()[:300]
     head = f"cannot {action} {_where(uri, what)}"
     if not is_uri(uri):
-        missing = isinstance(err, FileNotFoundError)
-        return StorageError(f"{head}: {reason}; {'fix the path' if missing else 'check it and its permissions'}")
+        if isinstance(err, FileNotFoundError):
+            fix = "fix the path"
+        elif getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in reason:
+            fix = "free space on that disk, or write to another folder (nothing was committed there)"
+        else:
+            fix = "check it and its permissions"
+        return StorageError(f"{head}: {reason}; {fix}")
     bucket = uri.split("://", 1)[1].split("/", 1)[0]
     gcs = uri.startswith(("gs://", "gcs://"))
     if any(marker in reason for marker in _UNREACHABLE):

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from lf_ray import storage
@@ -132,3 +134,31 @@ def test_sigterm_during_a_command_step_records_it_interrupted_and_exits_143(tmp_
     (run,) = find_runs(str(tmp_path / "runs" / "pipelines"))
     assert run.data["status"] == "interrupted" and run.data["steps"]["preprocess"]["status"] == "interrupted"
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 KiB tmpfs: a real disk that fills up (mounting needs root, as CI has)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    yield folder
+    subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_during_an_artifact_write_is_a_clear_error_and_poisons_nothing(tmp_path, small_disk, capsys):
+    keys = {**MODEL, **DATA, "dataset": "alpaca_en_demo", "cutoff_len": 256, "val_size": 0}
+    config = _config_file(tmp_path, {**keys, "tokenized_path": small_disk / "tok", "ray_storage_path": tmp_path})
+    assert main(["preprocess", config]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot write `{small_disk}/." in err, err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert "free space on that disk, or write to another folder" in err
+    assert list(small_disk.iterdir()) == []  # no artifact, no staging folder left behind
+    subprocess.run(["mount", "-o", "remount,size=2m", str(small_disk)], check=True)  # space is freed
+    assert main(["preprocess", config]) == 0
+    out = capsys.readouterr().out
+    assert "preprocess     preprocess -                    run " in out  # not taken for cached
+    assert json.loads((small_disk / "tok" / MANIFEST_NAME).read_text())["status"] == "complete"
