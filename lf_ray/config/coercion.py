@@ -55,6 +55,7 @@ def spec_from_annotation(annotation: Any) -> ValueSpec:
     kinds: set[str] = set()
     choices: list[Any] = []
     free_str = False
+    enum_choices = False
     item_kind: str | None = None
     for member in _union_members(annotation):
         origin = typing.get_origin(member)
@@ -68,6 +69,7 @@ def spec_from_annotation(annotation: Any) -> ValueSpec:
         elif isinstance(member, type) and issubclass(member, enum.Enum):
             kinds.add("str")
             choices.extend(item.value for item in member)
+            enum_choices = True
         elif member is pathlib.Path:
             kinds.add("str")
             free_str = True
@@ -79,6 +81,8 @@ def spec_from_annotation(annotation: Any) -> ValueSpec:
             kinds.add("dict")
         else:
             kinds.add("any")
+    if enum_choices:  # `SchedulerType | str`: the str is the enum's spelling (transformers converts it), not free text
+        free_str = False
     if free_str or not choices:
         return ValueSpec(frozenset(kinds), None, item_kind)
     return ValueSpec(frozenset(kinds), tuple(choices), item_kind)

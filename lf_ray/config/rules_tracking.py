@@ -61,4 +61,30 @@ def swanlab_logdir_not_local(cfg: LfRayConfig) -> str | None:
     return None
 
 
-TRACKING_RULES = (swanlab_keys_without_use_swanlab, lark_secret_without_webhook, swanlab_logdir_not_local)
+_KNOWN_TRACKERS = ("all", "none", "mlflow", "tensorboard", "wandb", "swanlab")
+
+
+def unknown_tracker(cfg: LfRayConfig) -> str | None:
+    """A `report_to` name no transformers integration has: found here, not when the workers build their trainers."""
+    from lf_ray.tracking.trackers import report_to_list
+
+    unknown = [name for name in report_to_list(cfg.get("report_to")) if name not in _KNOWN_TRACKERS]
+    if not unknown:
+        return None
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    unknown = [name for name in unknown if name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        return (
+            f"`report_to: {unknown[0]}` is not a tracker transformers integrates; use any of "
+            f"{', '.join(sorted(INTEGRATION_TO_CALLBACK))}, `all` or `none`"
+        )
+    return None
+
+
+TRACKING_RULES = (
+    swanlab_keys_without_use_swanlab,
+    lark_secret_without_webhook,
+    swanlab_logdir_not_local,
+    unknown_tracker,
+)

@@ -150,6 +150,10 @@ def _json_safe(value: Any) -> Any:
     return str(value)
 
 
+TABLE_FORMAT = "v2"
+"""Part of the cache file's name: a new one when what the table records changes (v2: enum choices)."""
+
+
 def _cache_file() -> Path | None:
     """`<LF_RAY_HOME>/config/seq2seq_training_args-<version>-<mtime>.json`, or None if unknown."""
     spec = importlib.util.find_spec("transformers")
@@ -161,7 +165,7 @@ def _cache_file() -> Path | None:
         stamp = source.stat().st_mtime_ns
     except (importlib.metadata.PackageNotFoundError, OSError):
         return None
-    return lf_ray_home() / "config" / f"seq2seq_training_args-{version}-{stamp}.json"
+    return lf_ray_home() / "config" / f"seq2seq_training_args-{TABLE_FORMAT}-{version}-{stamp}.json"
 
 
 def _read_cache(path: Path) -> TrainingKeyTable | None:

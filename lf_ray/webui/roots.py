@@ -34,7 +34,6 @@ PATH_KEYS = (
     "adapter_name_or_path",
     "cache_dir",
     "dataset_dir",
-    "media_dir",
     "tokenized_path",
     "output_dir",
     "logging_dir",

@@ -229,6 +229,10 @@ CASES = {
         {"use_swanlab": True, "swanlab_logdir": "s3://bucket/swanlog"},
         "`swanlab_logdir: s3://bucket/swanlog`: SwanLab writes its run files to a local folder",
     ),
+    "unknown_tracker": (
+        {"report_to": ["mlflow", "tensorbord"]},
+        "`report_to: tensorbord` is not a tracker transformers integrates; use any of azure_ml,",
+    ),
     "lark_secret_without_webhook": (
         {"use_swanlab": True, "swanlab_lark_secret": "secret"},
         "`swanlab_lark_secret` signs the Lark notification of `swanlab_lark_webhook_url`, which is not set",
