@@ -27,6 +27,20 @@ def beam_settings(cfg: LfRayConfig) -> str | None:
     return None
 
 
+def sampling_ranges(cfg: LfRayConfig) -> str | None:
+    """The decoding keys' ranges (transformers' `generate` refuses the rest only when it first samples)."""
+    gen = cfg.generating
+    bad = [
+        f"`temperature: {gen.temperature}` (0 or more; 0 decodes greedily)" if gen.temperature < 0 else "",
+        f"`top_p: {gen.top_p}` (above 0, at most 1)" if not 0 < gen.top_p <= 1 else "",
+        f"`top_k: {gen.top_k}` (0 or more; 0 turns it off)" if gen.top_k < 0 else "",
+        f"`repetition_penalty: {gen.repetition_penalty}` (above 0; 1.0 is none)" if gen.repetition_penalty <= 0 else "",
+        f"`max_new_tokens: {gen.max_new_tokens}` (0 or more; 0 defers to max_length)" if gen.max_new_tokens < 0 else "",
+    ]
+    bad = [problem for problem in bad if problem]
+    return f"out of range: {'; '.join(bad)}" if bad else None
+
+
 def replicas_and_autoscaling(cfg: LfRayConfig) -> str | None:
     serve = cfg.serve
     if serve.num_replicas is not None and serve.autoscaling_config:
@@ -82,6 +96,7 @@ def lora_module_names(cfg: LfRayConfig) -> str | None:
 
 SERVE_RULES = (
     beam_settings,
+    sampling_ranges,
     replicas_and_autoscaling,
     autoscaling_bounds,
     api_port_range,

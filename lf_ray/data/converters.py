@@ -73,7 +73,20 @@ def _kto_response(answer: Message, desired: bool) -> list[Message]:
     return [answer, empty] if desired else [empty, answer]
 
 
+def _check_text_columns(row: Row, columns: tuple[str | None, ...], origin: str) -> None:
+    """A prompt or system column holds text (or nothing): a list, a number or NaN there is a broken row, refused
+    with its place instead of being turned into text (LLaMA-Factory's Arrow reader refuses a mixed column too)."""
+    for column in columns:
+        value = row.get(column) if column else None
+        if value is not None and not isinstance(value, str):
+            raise DataError(
+                f"{origin}: column `{column}` holds {type(value).__name__} {json.dumps(value)[:80]}, not text; "
+                "every row's prompt and system columns must be strings (or null): fix that row"
+            )
+
+
 def convert_alpaca(attr: DatasetAttr, row: Row, origin: str) -> Row:
+    _check_text_columns(row, (attr.prompt, attr.query, attr.system), origin)
     prompt: list[Message] = []
     history = row.get(attr.history) if attr.history else None
     if isinstance(history, list):

@@ -67,12 +67,23 @@ def read_file(path: Path, dataset: str = "") -> list[Row]:
     if kind == "json":
         return _read_json(path)
     if kind == "text":
-        return [{"text": line} for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return [{"text": line} for line in _utf8_text(path).splitlines() if line.strip()]
     return _read_arrow_like(path, kind)
 
 
+def _utf8_text(path: Path) -> str:
+    """The file as text; a byte-order mark, as some editors write, is not data."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8, e.g. "
+            f"`iconv -f latin1 -t utf-8 {path.name} > {path.stem}.utf8{path.suffix}`"
+        ) from None
+
+
 def _read_json(path: Path) -> list[Row]:
-    text = path.read_text(encoding="utf-8")
+    text = _utf8_text(path)
     if path.suffix.lower() == ".json" and text.lstrip().startswith("["):
         try:
             rows = json.loads(text)

@@ -229,6 +229,10 @@ CASES = {
         {"use_swanlab": True, "swanlab_logdir": "s3://bucket/swanlog"},
         "`swanlab_logdir: s3://bucket/swanlog`: SwanLab writes its run files to a local folder",
     ),
+    "sampling_ranges": (
+        {"top_p": 2, "temperature": -1},
+        "out of range: `temperature: -1` (0 or more; 0 decodes greedily); `top_p: 2` (above 0, at most 1)",
+    ),
     "unknown_tracker": (
         {"report_to": ["mlflow", "tensorbord"]},
         "`report_to: tensorbord` is not a tracker transformers integrates; use any of azure_ml,",
