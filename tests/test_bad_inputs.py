@@ -164,6 +164,20 @@ CASES: dict[str, Case] = {
         entry={"formatting": "sharegpt"},
     ),
     "csv_ragged": preprocess("rows.csv", "instruction,output\na,b\nc,d,e,f\n", ("rows.csv",)),
+    "ranking_dataset_for_sft": preprocess(
+        "pairs.json",
+        json.dumps([{"instruction": "a", "chosen": "b", "rejected": "c"}]),
+        ("dataset `bad` is a ranking dataset", "`stage: sft` trains on one answer", "`stage: rm` or `stage: dpo`"),
+        entry={"ranking": True, "columns": {"prompt": "instruction", "chosen": "chosen", "rejected": "rejected"}},
+    ),
+    "plain_dataset_for_dpo": Case(
+        ("preprocess", "c.yaml", "stage=dpo"), ("`stage: dpo` compares a chosen and a rejected answer", "`good`")
+    ),
+    # --- valid, though odd: read as they are ---------------------------------------------------------------------
+    "utf8_bom_is_read": preprocess("bom.json", b"\xef\xbb\xbf" + json.dumps(GOOD_ROWS).encode(), (), status=0),
+    "crlf_jsonl_is_read": preprocess(
+        "crlf.jsonl", "\r\n".join(json.dumps(row) for row in GOOD_ROWS) + "\r\n", (), status=0
+    ),
     # --- pipeline YAML ------------------------------------------------------------------------------------------
     "pipeline_cycle": pipeline(
         [PRE, {"id": "a", "uses": "train", "needs": ["b"]}, {"id": "b", "uses": "train", "needs": ["a"]}], ("cycle",)
