@@ -56,6 +56,10 @@ def _manifest(artifact: str) -> dict | None:
     return json.loads(storage.read_text(path)) if storage.is_file(path) else None
 
 
+def _checkpoint_registered(storage_path: str) -> bool:
+    return any(f.path.endswith("checkpoint_manager_snapshot.json") for f in storage.list_files(storage_path))
+
+
 def _wait_for_no_processes(session: int, timeout_s: float = 20) -> list[int]:
     deadline = time.monotonic() + timeout_s
     while (left := session_pids(session)) and time.monotonic() < deadline:
@@ -89,8 +93,9 @@ def test_sigterm_to_the_driver_during_train_stops_everything_and_a_rerun_resumes
     try:
         deadline = time.time() + 420
         while time.time() < deadline and driver.poll() is None:
-            # two steps past the checkpoint of step 4: Ray Train has registered it (its controller polls the workers)
-            if log.exists() and max(_logged_steps(log) or [0]) >= 6:
+            # past the checkpoint of step 4, and Ray Train has registered it (its controller writes the snapshot of
+            # its checkpoints once it has collected a worker's report; a re-run resumes from what that lists)
+            if log.exists() and max(_logged_steps(log) or [0]) >= 5 and _checkpoint_registered(storage_path):
                 break
             time.sleep(0.5)
         assert driver.poll() is None, "the pipeline finished or died before it could be killed"

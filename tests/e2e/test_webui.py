@@ -73,7 +73,8 @@ def served(root: Path, *args: str) -> Iterator[str]:
         yield url
         stopping = time.monotonic()  # SIGTERM to the board alone: it closes its server, stops its running job
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=30) == 0 and time.monotonic() - stopping < 10
+        code = process.wait(timeout=30)
+        assert code == 0 and time.monotonic() - stopping < 10, (root / "server.log").read_text()[-3000:]
         assert session_pids(process.pid) == []  # nothing it started is left
     finally:
         if process.poll() is None:
