@@ -154,13 +154,15 @@ class Runner:
 
     def close(self) -> str | None:
         """When the board stops: a local job stops with it (nothing is left running unowned); a Ray job belongs to
-        its cluster and goes on. Returns what to tell the user about it."""
-        if not self.running:
-            return None
+        its cluster, which is not asked (it may be gone). Returns what to tell the user about it."""
         if isinstance(self.job, LocalJob):
+            if self.job.state() != "running":
+                return None
             self.abort()
             return f"stopped the board's running job ({self.job.name})"
-        return f"Ray job {self.job.name} goes on running on its cluster (`ray job stop {self.job.name}` stops it)"
+        if self.job is not None:
+            return f"the last Ray job it submitted, {self.job.name}, is its cluster's (`ray job stop` stops it)"
+        return None
 
 
 def _train_problem(args: Mapping[str, Any]) -> Problem | None:

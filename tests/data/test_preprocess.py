@@ -170,7 +170,7 @@ def test_dpo_and_kto_columns(tmp_path):
 
 def test_pairwise_data_for_sft_is_a_clear_error(tmp_path):
     cfg = _config(tmp_path, "dataset=dpo_en_demo", "val_size=0")
-    with pytest.raises(DataError, match=r"train split is empty after preprocessing.*sft needs a conversation"):
+    with pytest.raises(DataError, match=r"dataset `dpo_en_demo` is a ranking dataset .* `stage: sft` trains on one"):
         run_preprocess(cfg)
     assert not (tmp_path / "tokenized").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

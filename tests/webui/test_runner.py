@@ -11,7 +11,7 @@ import yaml
 
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.webui.board_configs import RUN_FORM_NAME
-from lf_ray.webui.jobs import RUNNING_LOG
+from lf_ray.webui.jobs import RUNNING_LOG, RayJob
 from lf_ray.webui.roots import AllowedRoots
 from lf_ray.webui.runner import Runner
 
@@ -102,3 +102,10 @@ def test_eval_reports_metrics_and_sample_predictions(tmp_path, train_state, tiny
     assert final.done and final.text.startswith(f"Finished: {tmp_path / 'eval'}"), final.text
     assert final.metrics["eval_loss"] > 0 and "predict_bleu-4" in final.metrics
     assert len(final.predictions) == 5 and set(final.predictions[0]) >= {"prompt", "predict", "label"}
+
+
+def test_closing_the_board_leaves_a_ray_job_to_its_cluster_without_asking_it(tmp_path):
+    runner = board_runner(tmp_path)
+    assert runner.close() is None  # nothing launched
+    runner.job = RayJob(name="lf-ray-train-1", client=None)  # its cluster may be gone: nothing may call it
+    assert runner.close() == "the last Ray job it submitted, lf-ray-train-1, is its cluster's (`ray job stop` stops it)"
