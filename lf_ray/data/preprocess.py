@@ -52,11 +52,10 @@ from lf_ray.data.distributed import (
 from lf_ray.data.loader import load_canonical_splits
 from lf_ray.data.packing import chunk_pretrain, pack_supervised, truncate_pretrain
 from lf_ray.data.processors import COLUMNS, EncodeSettings, ProcessorKind, encode_row, processor_kind
-from lf_ray.data.registry import dataset_location, get_dataset_attrs
+from lf_ray.data.registry import check_ranking, dataset_location, get_dataset_attrs
 from lf_ray.data.tokenizer_spec import TokenizerSpec, tokenizer_spec
 from lf_ray.errors import DataError
 from lf_ray.model.new_tokens import new_tokens
-from lf_ray.stages import STAGES
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -405,7 +404,7 @@ def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
     identity = {}
     for name in [*(data.dataset or []), *(data.eval_dataset or [])]:
         (attr,) = get_dataset_attrs([name], data.dataset_dir)
-        _check_ranking(attr, cfg.finetuning.stage)
+        check_ranking(attr, cfg.finetuning.stage)
         content: str = attr.dataset_name
         if attr.load_from == "file":
             location = dataset_location(attr, data.dataset_dir)
@@ -415,23 +414,6 @@ def _data_identity(cfg: LfRayConfig) -> dict[str, Any]:
                 content = _local_identity(Path(location))
         identity[name] = {"attr": vars(attr), "content": content}
     return identity
-
-
-def _check_ranking(attr: Any, stage: str) -> None:
-    """A ranking dataset (chosen / rejected) feeds the stages that compare two answers (rm, dpo) and only those, as
-    LLaMA-Factory enforces ("The dataset is not applicable in the current training stage")."""
-    pairwise = STAGES[stage].processor == "pairwise"
-    if attr.ranking == pairwise:
-        return
-    if pairwise:
-        need = f"`stage: {stage}` compares a chosen and a rejected answer, but dataset `{attr.name}` is not a ranking"
-        fix = 'use a dataset with `"ranking": true` and chosen / rejected columns'
-    else:
-        need = (
-            f"dataset `{attr.name}` is a ranking dataset (chosen / rejected), but `stage: {stage}` trains on one answer"
-        )
-        fix = "use it with `stage: rm` or `stage: dpo`, or give this stage a dataset without `ranking`"
-    raise DataError(f"{need} dataset (`ranking` in dataset_info.json); {fix}")
 
 
 def preprocess_settings(cfg: LfRayConfig) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from lf_ray import storage
 from lf_ray.constants import BUILTIN_DATASET_DIR, DEMO_DATA_DIR
 from lf_ray.errors import DataError
+from lf_ray.stages import STAGES
 
 INFO_FILE = "dataset_info.json"
 Formatting = Literal["alpaca", "sharegpt", "openai"]
@@ -178,3 +179,20 @@ def _reject_unknown(mapping: dict[str, Any], allowed: set[str], where: str) -> N
             close = difflib.get_close_matches(key, allowed, n=1)
             hint = f"did you mean `{close[0]}`? " if close else ""
             raise DataError(f"unknown key `{key}` in {where}; {hint}allowed: {', '.join(sorted(allowed))}")
+
+
+def check_ranking(attr: DatasetAttr, stage: str) -> None:
+    """A ranking dataset (chosen / rejected) feeds the stages that compare two answers (rm, dpo) and only those, as
+    LLaMA-Factory enforces ("The dataset is not applicable in the current training stage")."""
+    pairwise = STAGES[stage].processor == "pairwise"
+    if attr.ranking == pairwise:
+        return
+    if pairwise:
+        need = f"`stage: {stage}` compares a chosen and a rejected answer, but dataset `{attr.name}` is not a ranking"
+        fix = 'use a dataset with `"ranking": true` and chosen / rejected columns'
+    else:
+        need = (
+            f"dataset `{attr.name}` is a ranking dataset (chosen / rejected), but `stage: {stage}` trains on one answer"
+        )
+        fix = "use it with `stage: rm` or `stage: dpo`, or give this stage a dataset without `ranking`"
+    raise DataError(f"{need} dataset (`ranking` in dataset_info.json); {fix}")
