@@ -367,12 +367,18 @@ def _sample_one(scores: torch.Tensor, history: torch.Tensor, params: SamplingPar
         TopPLogitsWarper,
     )
 
+    raw = scores
     if params.repetition_penalty != 1.0:
         scores = RepetitionPenaltyLogitsProcessor(params.repetition_penalty)(history, scores)
+    if params.do_sample and params.temperature != 1.0:
+        scores = TemperatureLogitsWarper(params.temperature)(history, scores)
+    overflowed = torch.isposinf(scores)
+    if overflowed.any():
+        # a temperature or penalty so close to 0 that logits overflowed to infinity, leaving no probabilities: the
+        # limit of sampling or argmax there is the largest of them as they were (both scale positive logits in order)
+        return int(torch.where(overflowed, raw, float("-inf")).argmax(dim=-1))
     if not params.do_sample:
         return int(scores.argmax(dim=-1))
-    if params.temperature != 1.0:
-        scores = TemperatureLogitsWarper(params.temperature)(history, scores)
     if params.top_k > 0:
         scores = TopKLogitsWarper(params.top_k)(history, scores)
     if params.top_p < 1.0:

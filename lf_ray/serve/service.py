@@ -144,9 +144,22 @@ class ChatService:
                 param="prompt",
             )
         text = request.prompt if isinstance(request.prompt, str) else request.prompt[0]
-        prompt_ids = self.tokenizer.encode(text)
+        prompt_ids = self.tokenizer.encode(text) or self._document_start()
         rows = self._rows(request, prompt_ids, adapter, request.max_tokens, param="prompt")
         return self._prepared("completion", request, rows, len(prompt_ids), parse_tools=False)
+
+    def _document_start(self) -> list[int]:
+        """What an empty prompt completes: the start of a new document, as with OpenAI's completions (which start
+        from `<|endoftext|>`): the tokenizer's BOS token, else its EOS token."""
+        start = self.tokenizer.bos_token_id
+        start = self.tokenizer.eos_token_id if start is None else start
+        if start is None:
+            raise BadRequest(
+                "`prompt` is empty, and this model's tokenizer has neither a BOS nor an EOS token to start a "
+                "document from. Fix: send the text to complete.",
+                param="prompt",
+            )
+        return [start]
 
     def _rows(self, request: Any, prompt_ids: list[int], adapter: str | None, max_tokens: int | None, *, param: str):
         if len(prompt_ids) >= self.max_model_len:

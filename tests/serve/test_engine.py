@@ -72,6 +72,14 @@ def test_seeded_sampling_is_reproducible(service):
     assert len({sample(1), sample(2), sample(3)}) > 1
 
 
+def test_a_temperature_near_zero_samples_its_limit_the_greedy_answer(service):
+    """1e-45 overflows every positive logit to infinity (softmax would be NaN): the greedy answer, not a crash."""
+    ids = prompt(service, "What is the capital of France?")
+    greedy = run(service.engine, [GenerationRow(ids, SamplingParams(max_new_tokens=8))])[0]
+    cold = SamplingParams(max_new_tokens=8, do_sample=True, temperature=1e-45, seed=0)
+    assert run(service.engine, [GenerationRow(ids, cold)])[0] == greedy
+
+
 def test_batch_sizes_are_counted_and_adapters_unload_after_use(service):
     engine = service.engine
     before = engine.batch_sizes[3]

@@ -139,6 +139,9 @@ def test_completions(client):
         model="tiny-qwen", prompt="The weather", max_tokens=6, temperature=0, stream=True
     )
     assert "".join(c.choices[0].text for c in streamed) == whole.choices[0].text
+    # an empty prompt starts a new document, as OpenAI's does: from the end-of-text token (Qwen has no BOS)
+    empty = client.completions.create(model="tiny-qwen", prompt="", max_tokens=3, temperature=0)
+    assert (empty.usage.prompt_tokens, empty.usage.completion_tokens) == (1, 3)
 
 
 def test_sixteen_concurrent_requests_are_batched(client, endpoint):
