@@ -12,7 +12,9 @@ Real HTTP to a real Ray Serve endpoint on 127.0.0.1 (a local Ray of 2 CPUs):
   stream after two chunks (ratio: 1.0 means the dropped rows no longer cost anything), and `/v1/stats`' count of
   cancelled requests;
 - bad requests: the cases of `tests/serve/test_serve_http.py` (malformed or oversized bodies, bad schema, limits,
-  keys), each sent streamed and not: how many got the expected status with an OpenAI error body, and 5xx seen.
+  keys), each sent streamed and not: how many got the expected status with an OpenAI error body, and 5xx seen;
+- fuzzing: `--fuzz-examples` cases that fit the API's own OpenAPI schema and as many that break it
+  (`tests/serve/fuzz.py`: schemathesis): 5xx seen, and errors without OpenAI's body.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import requests
 
 from benchmarks.serve import free_port, questions, summary
 from lf_ray.config import prepare_config
+from tests.serve.fuzz import fuzz_api
 from tests.serve.test_serve_http import BAD_REQUESTS, KEY  # the test's corpus, and the key its cases are built with
 
 
@@ -114,6 +117,7 @@ def main() -> None:
     parser.add_argument("--model", default="builtin:tiny-qwen")
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--fuzz-examples", type=int, default=500, help="fuzz cases of each kind (fit / break)")
     args = parser.parse_args()
 
     import os
@@ -146,6 +150,7 @@ def main() -> None:
         over = overload(tight_ep.url, model, args.clients)
         drop = dropped_stream(tight_ep.url, model)
         bad = bad_requests(main_ep.url)
+        fuzzed = fuzz_api(main_ep.url.removesuffix("/v1"), KEY, model=model, examples=args.fuzz_examples)
     finally:
         for endpoint in endpoints:
             stop_serve(endpoint)
@@ -165,6 +170,13 @@ def main() -> None:
         f"dropped 400-token stream (x{drop['ratio']:.2f}); cancelled {drop['cancelled']} of 5"
     )
     print(f"bad input  {bad['tried']} requests, {bad['as_expected']} as expected, {bad['5xx']} 5xx")
+    statuses = ", ".join(f"{status}: {count}" for status, count in sorted(fuzzed.statuses.items()))
+    print(
+        f"fuzzing    {fuzzed.cases} cases from the OpenAPI schema ({statuses}): {len(fuzzed.server_errors)} 5xx, "
+        f"{len(fuzzed.bodies_not_openai)} errors without OpenAI's body"
+    )
+    for problem in (fuzzed.server_errors + fuzzed.bodies_not_openai)[:10]:
+        print(f"           {problem}")
 
 
 if __name__ == "__main__":

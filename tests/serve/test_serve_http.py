@@ -308,6 +308,16 @@ def test_a_chunked_body_growing_past_the_limit_gets_413(endpoint):
     assert answer.status_code == 413 and answer.json()["error"]["code"] == "request_too_large"
 
 
+def test_fuzzing_from_the_openapi_schema_meets_no_5xx_and_only_openai_errors(endpoint):
+    """Cases that fit the API's own schema and cases that break it, over every route (`tests/serve/fuzz.py`)."""
+    from tests.serve.fuzz import fuzz_api
+
+    report = fuzz_api(endpoint.url.removesuffix("/v1"), KEY, model=endpoint.base_model, examples=100)
+    assert report.held, [*report.server_errors[:5], *report.bodies_not_openai[:5]]
+    assert report.cases == 200, report.cases
+    assert report.statuses[200] > 0 and sum(n for status, n in report.statuses.items() if 400 <= status < 500) > 0
+
+
 def test_the_api_key_appears_in_no_serve_log(endpoint):
     """The key reaches the ingress as a constructor argument; neither Serve's logs nor the worker output lf-ray
     routes to its own log file may show it (after the requests above, wrong keys among them)."""
