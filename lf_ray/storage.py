@@ -428,8 +428,21 @@ def _translated(uri: str | os.PathLike, action: str, what: str | None = None) ->
         raise _storage_error(str(uri), action, err, what) from None
 
 
+def _short_reason(err: BaseException) -> str:
+    return re.sub(r"\s*\(Request ID: [^)]*\)", "", str(err)).split(". Detail:")[0].strip()[:300]
+
+
+def unreachable_endpoint(err: BaseException) -> str | None:
+    """When `err` (pyarrow's, even wrapped by Ray) says the storage endpoint could not be reached: the endpoint and
+    the short reason, for a message; None for any other error."""
+    reason = _short_reason(err)
+    if not any(marker in reason for marker in _UNREACHABLE):
+        return None
+    return f"{_s3_endpoint() or 'the default endpoint'} ({reason})"
+
+
 def _storage_error(uri: str, action: str, err: Exception, what: str | None) -> StorageError:
-    reason = re.sub(r"\s*\(Request ID: [^)]*\)", "", str(err)).split(". Detail:")[0].strip()[:300]
+    reason = _short_reason(err)
     head = f"cannot {action} {_where(uri, what)}"
     if not is_uri(uri):
         if isinstance(err, FileNotFoundError):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from lf_ray import storage
 from lf_ray.cluster import cluster_address
-from lf_ray.errors import ConfigError, LfRayError, TrainError
+from lf_ray.errors import ConfigError, LfRayError, StorageError, TrainError
 from lf_ray.model.quantization import bitsandbytes_missing
 from lf_ray.stages import STAGES
 
@@ -360,11 +360,18 @@ def worker_errors_as_lf_ray_errors() -> Iterator[None]:
         for failure in failures.values():
             if isinstance(failure, LfRayError):
                 raise failure from None
-        first = next(iter(failures.values()), err)
+        first = next(iter(failures.values()), getattr(err, "controller_failure", err))
+        if endpoint := storage.unreachable_endpoint(first):
+            raise StorageError(
+                f"training stopped: the run's storage became unreachable while Ray Train used it: {endpoint}. The "
+                "checkpoints committed before are kept. Fix: bring the storage back (or point AWS_ENDPOINT_URL at "
+                "one that answers), then run the same command again: it resumes from the latest committed checkpoint"
+            ) from None
         summary = str(first).strip().splitlines()[-1] if str(first).strip() else type(first).__name__
+        where = f"worker(s) {sorted(failures)}" if failures else "Ray Train's controller"
         raise TrainError(
-            f"training failed on worker(s) {sorted(failures) or '?'}: {summary}; the workers' full tracebacks are "
-            "above and in the Ray logs (/tmp/ray/session_latest/logs)"
+            f"training failed on {where}: {summary}; the full tracebacks are above and in the Ray logs "
+            "(/tmp/ray/session_latest/logs)"
         ) from err
 
 

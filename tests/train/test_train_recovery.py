@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -103,6 +104,58 @@ def test_a_killed_worker_restores_from_the_last_checkpoint_and_finishes(tmp_path
     assert killed not in _ray_train_worker_pids()
     steps = _logged_steps(result["done"].output_dir)
     assert steps == list(range(1, 15))  # restored at the checkpoint; no step lost or counted twice
+
+
+def test_losing_the_object_store_mid_run_stops_cleanly_and_a_rerun_resumes_at_its_checkpoint(
+    tmp_path, s3_bucket, monkeypatch
+):
+    """The S3 endpoint drops off the network once a checkpoint is committed, while the next ones upload: the run stops
+    with a StorageError that says what to do; once the endpoint is back, the same command resumes from the committed
+    checkpoint, which loads, and finishes with every step logged once."""
+    from lf_ray import storage
+    from lf_ray.errors import StorageError
+    from tests.tcp_relay import TcpRelay
+
+    relay = TcpRelay(target=int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))  # in front of the session's S3
+    monkeypatch.setenv("AWS_ENDPOINT_URL", relay.url)
+    runs = f"{s3_bucket}/ray"
+    cfg = _cfg(tmp_path, "max_steps=12", "save_steps=2", f"ray_storage_path={runs}")
+    errors: list[Exception] = []
+
+    def train() -> None:
+        try:
+            run_training(cfg, show_progress=False)
+        except StorageError as err:
+            errors.append(err)
+
+    runner = threading.Thread(target=train)
+    runner.start()
+    deadline = time.time() + 300
+    while runner.is_alive() and time.time() < deadline:
+        if storage.is_dir(runs) and any(
+            f.path.endswith("checkpoint_manager_snapshot.json") for f in storage.list_files(runs)
+        ):
+            break
+        time.sleep(0.2)
+    relay.down()
+    runner.join(timeout=300)
+    assert len(errors) == 1, "the run did not stop on the lost storage"
+    message = str(errors[0])
+    assert f"the run's storage became unreachable while Ray Train used it: {relay.url}" in message, message
+    assert "run the same command again: it resumes from the latest committed checkpoint" in message
+    log = tmp_path / "out" / "trainer_log.jsonl"
+    first_run = log.read_text().splitlines()
+    assert len(first_run) < 12, first_run
+
+    relay.up()
+    # mark the first run's line of step 1: a resumed run keeps the lines up to its checkpoint, a fresh one rewrites all
+    log.write_text("\n".join([first_run[0].replace("{", '{"first_run": true, ', 1), *first_run[1:]]) + "\n")
+    result = run_training(cfg, show_progress=False)
+    assert _logged_steps(tmp_path / "out") == list(range(1, 13))
+    assert read_trainer_log(log)[0].get("first_run") is True  # resumed from the committed checkpoint
+    last = f"s3://{result.checkpoint_path}/checkpoint"  # the path within the S3 filesystem
+    assert json.loads(storage.read_text(f"{last}/trainer_state.json"))["global_step"] == 12
+    relay.down()
 
 
 @pytest.mark.parametrize("zero", ["ds_z2_config.json", "ds_z3_config.json"])
