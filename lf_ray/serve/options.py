@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lf_ray.constants import BUILTIN_PREFIX, api_host, api_port
+from lf_ray.constants import BUILTIN_PREFIX, ENV_API_KEY, api_host, api_key, api_port
 from lf_ray.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -24,6 +24,12 @@ def check_serve_config(cfg: LfRayConfig) -> None:
         raise ConfigError(
             f"`infer_backend: {cfg.model.infer_backend}` cannot serve with lf-ray. Fix: use huggingface "
             "(transformers, CPU or GPU) or vllm (Ray Serve LLM, GPU)."
+        )
+    if cfg.model.infer_backend == "vllm" and api_key():
+        raise ConfigError(
+            f"{ENV_API_KEY} is set, but `infer_backend: vllm` serves Ray Serve LLM's own OpenAI app, which checks no "
+            "API key: the endpoint would answer anyone. Fix: serve with infer_backend: huggingface (lf-ray's engine "
+            f"checks {ENV_API_KEY} on every route), or unset {ENV_API_KEY} and put an authenticating proxy in front"
         )
     if cfg.finetuning.stage == "rm" and (cfg.model.infer_backend == "vllm" or cfg.serve.lora_adapters()):
         raise ConfigError(

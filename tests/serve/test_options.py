@@ -49,6 +49,15 @@ def test_unservable_backend_is_refused():
         check_serve_config(cfg("infer_backend=sglang"))
 
 
+def test_an_api_key_is_refused_on_the_vllm_path_that_would_not_check_it(monkeypatch):
+    check_serve_config(cfg("infer_backend=vllm"))  # an open endpoint: Ray Serve LLM's app as it is
+    monkeypatch.setenv("API_KEY", "sk-secret")
+    with pytest.raises(ConfigError, match=r"API_KEY is set, but `infer_backend: vllm` .* checks no API key") as err:
+        check_serve_config(cfg("infer_backend=vllm"))
+    assert "sk-secret" not in str(err.value)
+    check_serve_config(cfg())  # lf-ray's own engine checks it
+
+
 def test_deployment_options():
     assert model_deployment_options(cfg()) == {
         "ray_actor_options": {"num_cpus": 1},
