@@ -13,8 +13,8 @@ weights, nothing downloaded), then runs each part for `--steps` optimizer steps 
   CPU);
 - `generate`: the serve engine decodes `--prompts` rows together, half of them through the sft run's adapter.
 
-Each part prints tokens/s, model FLOPs utilisation and peak GPU memory. FLOPs follow PaLM's count per token: 6N with
-full weight gradients, 4N under LoRA (the frozen base computes no weight gradients), plus 12·L·d·S for attention;
+Each part prints tokens/s, model FLOPs utilisation and peak GPU memory. FLOPs follow PaLM's count per token (6N with
+full weight gradients) under LoRA: 4N (the frozen base computes no weight gradients), plus 12·L·d·S for attention;
 dpo adds its reference's forward (2N + 4·L·d·S), generation is 2N + 4·L·d·S. N counts the matrix weights (the
 embedding lookup is not a product), S is the mean sequence length. MFU needs the card's dense bf16 peak: known
 cards are in `PEAK_BF16_TFLOPS`, or pass `--peak-tflops`. The first step of each run is a warm-up and is not timed.
@@ -61,8 +61,8 @@ PEAK_BF16_TFLOPS: tuple[tuple[str, float], ...] = (
     ("B200", 2250.0),
     ("A100", 312.0),
     ("L40S", 362.0),
+    ("L40", 181.0),
     ("L4", 121.0),
-    ("A10", 125.0),
 )
 
 DATASETS = {"sft": "alpaca_en_demo", "dpo": "dpo_en_demo"}
@@ -87,13 +87,13 @@ def matmul_params(config: Any) -> int:
     return layers * per_layer + d * config.vocab_size
 
 
-def flops_per_token(config: Any, seq_len: float, *, part: str, lora: bool = True) -> float:
-    """Model FLOPs per token of `part` (sft, qlora, dpo: trained tokens; generate: decoded tokens)."""
+def flops_per_token(config: Any, seq_len: float, *, part: str) -> float:
+    """Model FLOPs per token of `part` (sft, qlora, dpo: trained tokens under LoRA; generate: decoded tokens)."""
     n = matmul_params(config)
     attention = 4 * config.num_hidden_layers * config.hidden_size * seq_len  # one forward
     if part == "generate":
         return 2 * n + attention
-    flops = (4 if lora else 6) * n + 3 * attention
+    flops = 4 * n + 3 * attention  # LoRA: forward, and the backward's activation gradients only
     if part == "dpo":
         flops += 2 * n + attention  # the reference's forward over the same tokens
     return flops
