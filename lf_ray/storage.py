@@ -428,17 +428,25 @@ def _translated(uri: str | os.PathLike, action: str, what: str | None = None) ->
         raise _storage_error(str(uri), action, err, what) from None
 
 
-def _short_reason(err: BaseException) -> str:
+def _short_reason(err: BaseException | str) -> str:
     return re.sub(r"\s*\(Request ID: [^)]*\)", "", str(err)).split(". Detail:")[0].strip()[:300]
 
 
 def unreachable_endpoint(err: BaseException) -> str | None:
-    """When `err` (pyarrow's, even wrapped by Ray) says the storage endpoint could not be reached: the endpoint and
-    the short reason, for a message; None for any other error."""
-    reason = _short_reason(err)
-    if not any(marker in reason for marker in _UNREACHABLE):
-        return None
-    return f"{_s3_endpoint() or 'the default endpoint'} ({reason})"
+    """When `err` or an error it was raised from says the storage endpoint could not be reached (pyarrow's error, even
+    inside a Ray worker's traceback): the endpoint and the short reason, for a message; None for any other error."""
+    chain: list[BaseException] = []
+    while err is not None and err not in chain:
+        chain.append(err)
+        err = err.__cause__ or err.__context__
+    lines = (line.strip() for error in chain for line in str(error).splitlines())
+    line = next((line for line in lines if _is_store_line(line) and any(m in line for m in _UNREACHABLE)), None)
+    return None if line is None else f"{_s3_endpoint() or 'the default endpoint'} ({_short_reason(line)})"
+
+
+def _is_store_line(line: str) -> bool:
+    """A line of pyarrow's object-store client (not, say, a collective operation that timed out)."""
+    return "AWS Error" in line or "google::cloud" in line
 
 
 def _storage_error(uri: str, action: str, err: Exception, what: str | None) -> StorageError:

@@ -361,7 +361,9 @@ def worker_errors_as_lf_ray_errors() -> Iterator[None]:
             if isinstance(failure, LfRayError):
                 raise failure from None
         first = next(iter(failures.values()), getattr(err, "controller_failure", err))
-        if endpoint := storage.unreachable_endpoint(first):
+        # one rank may fail on the store and another only on what it left behind (a checkpoint it could not fetch)
+        lost = (storage.unreachable_endpoint(failure) for failure in (first, *failures.values()))
+        if endpoint := next((found for found in lost if found), None):
             raise StorageError(
                 f"training stopped: the run's storage became unreachable while Ray Train used it: {endpoint}. The "
                 "checkpoints committed before are kept. Fix: bring the storage back (or point AWS_ENDPOINT_URL at "

@@ -237,3 +237,35 @@ def test_a_run_checks_everything_before_it_tokenizes(tmp_path, monkeypatch):
     cfg = _cfg(f"deepspeed={tmp_path / 'none.json'}", "lora_target=nothing_proj")
     with pytest.raises(ConfigError, match=r"(?s)2 problems.*deepspeed config .* not found.*nothing_proj"):
         launcher.run_training(cfg, show_progress=False)
+
+
+def test_a_store_lost_on_any_rank_is_a_storage_error_and_other_failures_stay_train_errors(monkeypatch):
+    """What Ray Train raised when the S3 endpoint went away (CI saw rank 0 fail only on the checkpoint rank 1 could
+    not fetch), against failures that merely time out or break."""
+    from ray.train import ControllerError, WorkerGroupError
+
+    from lf_ray.errors import StorageError, TrainError
+    from lf_ray.train.launcher import worker_errors_as_lf_ray_errors
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    lost = OSError(
+        "When getting information for key 'ray/run/checkpoint_1' in bucket 'b': AWS Error NETWORK_CONNECTION during "
+        "HeadObject operation: curlCode: 7, Could not connect to server"
+    )
+    in_a_traceback = RuntimeError(f"Traceback (most recent call last):\n  File ...\n{lost}\n")
+    after_the_store = ValueError("Can't find a valid checkpoint at /tmp/checkpoint_tmp_1/checkpoint")
+    storage_lost = [WorkerGroupError("", {0: after_the_store, 1: in_a_traceback}), ControllerError(lost)]
+    for failure in storage_lost:
+        with pytest.raises(StorageError) as err, worker_errors_as_lf_ray_errors():
+            raise failure
+        assert "storage became unreachable while Ray Train used it: http://127.0.0.1:9 (When getting information" in (
+            str(err.value)
+        )
+        assert "run the same command again: it resumes from the latest committed checkpoint" in str(err.value)
+    timed_out = RuntimeError("Gloo connectFullMesh failed: Connect timed out")
+    for failure, where in [
+        (WorkerGroupError("", {0: after_the_store, 1: timed_out}), r"worker\(s\) \[0, 1\]: Can't find a valid"),
+        (ControllerError(RuntimeError("boom")), "Ray Train's controller: boom"),
+    ]:
+        with pytest.raises(TrainError, match=f"training failed on {where}"), worker_errors_as_lf_ray_errors():
+            raise failure
