@@ -441,7 +441,10 @@ def unreachable_endpoint(err: BaseException) -> str | None:
         err = err.__cause__ or err.__context__
     lines = (line.strip() for error in chain for line in str(error).splitlines())
     line = next((line for line in lines if _is_store_line(line) and any(m in line for m in _UNREACHABLE)), None)
-    return None if line is None else f"{_s3_endpoint() or 'the default endpoint'} ({_short_reason(line)})"
+    if line is None:
+        return None
+    endpoint = "the GCS endpoint" if "google::cloud" in line else _s3_endpoint() or "the default AWS endpoint"
+    return f"{endpoint} ({_short_reason(line)})"
 
 
 def _is_store_line(line: str) -> bool:

@@ -360,15 +360,15 @@ def worker_errors_as_lf_ray_errors() -> Iterator[None]:
         for failure in failures.values():
             if isinstance(failure, LfRayError):
                 raise failure from None
-        first = next(iter(failures.values()), getattr(err, "controller_failure", err))
+        causes = list(failures.values()) or [getattr(err, "controller_failure", err)]
         # one rank may fail on the store and another only on what it left behind (a checkpoint it could not fetch)
-        lost = (storage.unreachable_endpoint(failure) for failure in (first, *failures.values()))
-        if endpoint := next((found for found in lost if found), None):
+        if endpoint := next(filter(None, map(storage.unreachable_endpoint, causes)), None):
             raise StorageError(
                 f"training stopped: the run's storage became unreachable while Ray Train used it: {endpoint}. The "
                 "checkpoints committed before are kept. Fix: bring the storage back (or point AWS_ENDPOINT_URL at "
                 "one that answers), then run the same command again: it resumes from the latest committed checkpoint"
             ) from None
+        first = causes[0]
         summary = str(first).strip().splitlines()[-1] if str(first).strip() else type(first).__name__
         where = f"worker(s) {sorted(failures)}" if failures else "Ray Train's controller"
         raise TrainError(

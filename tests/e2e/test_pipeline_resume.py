@@ -20,6 +20,7 @@ from lf_ray.pipeline.store import find_runs
 from lf_ray.tracking.trainer_log import read_trainer_log
 from lf_ray.train.launcher import written_locally
 from lf_ray.webui.jobs import session_pids
+from tests.checkpoints import checkpoint_registered
 from tests.e2e.conftest import BIN, job_env
 
 
@@ -54,10 +55,6 @@ def _pipeline(tmp_path: Path, storage_path: str, max_steps: int, save_steps: int
 def _manifest(artifact: str) -> dict | None:
     path = storage.join(artifact, "manifest.json")
     return json.loads(storage.read_text(path)) if storage.is_file(path) else None
-
-
-def _checkpoint_registered(storage_path: str) -> bool:
-    return any(f.path.endswith("checkpoint_manager_snapshot.json") for f in storage.list_files(storage_path))
 
 
 def _wait_for_no_processes(session: int, timeout_s: float = 20) -> list[int]:
@@ -95,7 +92,7 @@ def test_sigterm_to_the_driver_during_train_stops_everything_and_a_rerun_resumes
         while time.time() < deadline and driver.poll() is None:
             # past the checkpoint of step 4, and Ray Train has registered it (its controller writes the snapshot of
             # its checkpoints once it has collected a worker's report; a re-run resumes from what that lists)
-            if log.exists() and max(_logged_steps(log) or [0]) >= 5 and _checkpoint_registered(storage_path):
+            if log.exists() and max(_logged_steps(log) or [0]) >= 5 and checkpoint_registered(storage_path):
                 break
             time.sleep(0.5)
         assert driver.poll() is None, "the pipeline finished or died before it could be killed"

@@ -15,10 +15,10 @@ SCRIPT = textwrap.dedent(
     import json, pathlib, sys, threading, time
     import ray
     from ray.cluster_utils import Cluster
-    from lf_ray import storage
     from lf_ray.config import prepare_config
     from lf_ray.tracking.trainer_log import read_trainer_log
     from lf_ray.train.launcher import run_training
+    from tests.checkpoints import checkpoint_registered
 
     out = pathlib.Path(sys.argv[1])
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
@@ -37,11 +37,6 @@ SCRIPT = textwrap.dedent(
         log = out / "out" / "trainer_log.jsonl"
         return [e["current_steps"] for e in read_trainer_log(log) if "loss" in e] if log.is_file() else []
 
-    def checkpoint_registered():
-        return storage.is_dir(str(out / "ray")) and any(
-            f.path.endswith("checkpoint_manager_snapshot.json") for f in storage.list_files(str(out / "ray"))
-        )
-
     def train_worker_nodes():  # every node a Train worker ran on, the dead workers' too
         from ray.util.state import list_actors
         return sorted({a.node_id for a in list_actors(detail=True, limit=1000) if "RayTrainWorker" in a.class_name})
@@ -50,7 +45,7 @@ SCRIPT = textwrap.dedent(
     runner = threading.Thread(target=lambda: result.update(done=run_training(cfg, show_progress=False)))
     runner.start()
     deadline = time.monotonic() + 300
-    while runner.is_alive() and time.monotonic() < deadline and not checkpoint_registered():
+    while runner.is_alive() and time.monotonic() < deadline and not checkpoint_registered(str(out / "ray")):
         time.sleep(0.2)
     steps_at_removal, nodes_before = max(logged_steps() or [0]), train_worker_nodes()
     cluster.remove_node(nodes[1])

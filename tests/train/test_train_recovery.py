@@ -114,9 +114,11 @@ def test_losing_the_object_store_mid_run_stops_cleanly_and_a_rerun_resumes_at_it
     checkpoint, which loads, and finishes with every step logged once."""
     from lf_ray import storage
     from lf_ray.errors import StorageError
+    from tests.checkpoints import checkpoint_registered
+    from tests.conftest import S3_PORT
     from tests.tcp_relay import TcpRelay
 
-    relay = TcpRelay(target=int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1]))  # in front of the session's S3
+    relay = TcpRelay(target=S3_PORT)  # in front of the session's S3 server
     monkeypatch.setenv("AWS_ENDPOINT_URL", relay.url)
     runs = f"{s3_bucket}/ray"
     cfg = _cfg(tmp_path, "max_steps=12", "save_steps=2", f"ray_storage_path={runs}")
@@ -132,9 +134,7 @@ def test_losing_the_object_store_mid_run_stops_cleanly_and_a_rerun_resumes_at_it
     runner.start()
     deadline = time.time() + 300
     while runner.is_alive() and time.time() < deadline:
-        if storage.is_dir(runs) and any(
-            f.path.endswith("checkpoint_manager_snapshot.json") for f in storage.list_files(runs)
-        ):
+        if checkpoint_registered(runs):
             break
         time.sleep(0.2)
     relay.down()
